@@ -1,0 +1,37 @@
+# One-line targets; every target that needs Python depends on the venv stamp, so a fresh clone
+# needs nothing but `make test` (or `make pipeline-local`).
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+CONFIG ?= config/digits.yaml
+PARAMS ?=
+
+export SAGEMAKER_SUPPRESS_V2_WARNING := 1
+
+.PHONY: install test lint data bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check pipelines steps tests bench
+	$(PY) -m mypy
+
+data: $(STAMP)
+	$(PY) -m pipelines data --out data
+
+bench: $(STAMP)
+	$(PY) bench/run.py --out docs/benchmarks.md
+
+clean:
+	rm -rf build runs bench/out

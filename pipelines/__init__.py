@@ -1,0 +1,1 @@
+"""Pipeline-as-code for PyTorch on Amazon SageMaker."""

@@ -1,0 +1,613 @@
+"""Train a multi-head image classifier on the shards `preprocess.py` wrote.
+
+Runs as SageMaker runs it: hyperparameters as ``--name value`` arguments; data from ``SM_CHANNEL_TRAIN``
+and ``SM_CHANNEL_VALIDATION``; the model to ``SM_MODEL_DIR``; checkpoints to ``SM_CHECKPOINT_DIR``
+(``/opt/ml/checkpoints``). Under torchrun (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``) it trains with
+DistributedDataParallel (NCCL on GPUs, gloo on CPUs); a plain process trains alone.
+
+One line per epoch, ``epoch=3 train_loss=0.41 val_loss=0.52 ... val_weighted_recall=0.83``, is what
+SageMaker's metric regexes and the tuner read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from models import ARCHITECTURES, build_model  # noqa: E402
+
+CHECKPOINT_NAME = "checkpoint.pt"
+SERVING_FILES = ("inference.py", "models.py")
+
+
+# --------------------------------------------------------------------------- data
+
+
+class ShardDataset(Dataset):
+    """A split directory of ``images_*.npy`` shards read by memory map, one gather per batch."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        manifest_path = self.directory / "manifest.json"
+        if not manifest_path.exists():
+            raise FileNotFoundError(f"{manifest_path} not found: is {self.directory} a preprocess output split?")
+        self.manifest = json.loads(manifest_path.read_text())
+        split = self.directory.name if self.directory.name in self.manifest["splits"] else None
+        shard_names = (
+            self.manifest["splits"][split]["shards"] if split else sorted(p.name for p in self.directory.glob("images_*.npy"))
+        )
+        self.shards = [np.load(self.directory / name, mmap_mode="r") for name in shard_names]
+        self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
+        self.heads = [h["name"] for h in self.manifest["heads"]]
+        self.labels = np.stack([np.load(self.directory / f"labels_{h}.npy") for h in self.heads], axis=1)
+        if len(self.labels) != self.offsets[-1]:
+            raise ValueError(f"{self.directory}: {self.offsets[-1]} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = self.__getitems__([index])
+        return images[0], labels[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = np.sort(np.asarray(indices, dtype=np.int64))
+        shard_of = np.searchsorted(self.offsets, idx, side="right") - 1
+        parts = []
+        for s in np.unique(shard_of):
+            parts.append(self.shards[s][idx[shard_of == s] - self.offsets[s]])
+        images = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return torch.from_numpy(images), torch.from_numpy(self.labels[idx])
+
+
+def keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The dataset already returns whole batches; the loader must not collate them again."""
+    return batch
+
+
+class ShardSampler(torch.utils.data.Sampler[int]):
+    """Every rank's share of a split, in order and without padding, so evaluation counts each image once."""
+
+    def __init__(self, n: int, rank: int, world_size: int):
+        self.indices = range(rank, n, world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+# --------------------------------------------------------------------------- runtime
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    rank: int
+    local_rank: int
+    world_size: int
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def setup_runtime(args: argparse.Namespace) -> Runtime:
+    """Process group from torchrun's variables (one process when they are absent), device and AMP."""
+    rank = int(os.environ.get("RANK", 0))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    cuda = torch.cuda.is_available() and args.device != "cpu"
+    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    amp_dtype = None
+    if cuda and args.amp != "off":
+        want = args.amp if args.amp != "auto" else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+        amp_dtype = torch.bfloat16 if want == "bf16" else torch.float16
+    elif args.amp in ("bf16", "fp16") and rank == 0:
+        print(f"train: --amp {args.amp} ignored: mixed precision runs on CUDA only", flush=True)
+    channels_last = cuda and args.channels_last in ("auto", "on")
+    return Runtime(device, rank, local_rank, world_size, amp_dtype, channels_last)
+
+
+def all_reduce_sum(t: torch.Tensor, rt: Runtime) -> torch.Tensor:
+    if rt.distributed:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def log(rt: Runtime, message: str) -> None:
+    if rt.is_main:
+        print(message, flush=True)
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def random_affine(x: torch.Tensor, gen: torch.Generator, degrees: float, translate: float, scale: float) -> torch.Tensor:
+    """Batched random rotation, scale and translation (zeros fill the border)."""
+    n = x.shape[0]
+    dev = x.device
+    angle = (torch.rand(n, generator=gen, device=dev) * 2 - 1) * math.radians(degrees)
+    s = 1 + (torch.rand(n, generator=gen, device=dev) * 2 - 1) * scale
+    t = (torch.rand(n, 2, generator=gen, device=dev) * 2 - 1) * translate * 2
+    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
+    theta = torch.stack([torch.stack([cos, -sin, t[:, 0]], 1), torch.stack([sin, cos, t[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def cutmix(x: torch.Tensor, gen: torch.Generator, alpha: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Paste a box from a shuffled copy of the batch; λ is corrected to the box actually pasted."""
+    n, _, h, w = x.shape
+    lam = float(torch.distributions.Beta(alpha, alpha).sample().item()) if alpha > 0 else 0.5
+    perm = torch.randperm(n, generator=gen, device=x.device)
+    cut = math.sqrt(1 - lam)
+    ch, cw = int(h * cut), int(w * cut)
+    cy = int(torch.randint(h, (1,), generator=gen, device=x.device))
+    cx = int(torch.randint(w, (1,), generator=gen, device=x.device))
+    y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+    x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+    x = x.clone()
+    x[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
+    return x, perm, 1 - (y1 - y0) * (x1 - x0) / (h * w)
+
+
+def mixup(x: torch.Tensor, gen: torch.Generator, alpha: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    lam = float(torch.distributions.Beta(alpha, alpha).sample().item())
+    perm = torch.randperm(x.shape[0], generator=gen, device=x.device)
+    return lam * x + (1 - lam) * x[perm], perm, lam
+
+
+# --------------------------------------------------------------------------- train and evaluate
+
+
+def weighted_loss(
+    logits: dict[str, torch.Tensor], targets: torch.Tensor, heads: list[str], weights: torch.Tensor
+) -> torch.Tensor:
+    """Σ_h w_h · CE(logits_h, targets_h), each head's loss on its own logits, weights summing to 1."""
+    losses = torch.stack([F.cross_entropy(logits[h].float(), targets[:, i]) for i, h in enumerate(heads)])
+    return (losses * weights).sum()
+
+
+def prepare(images: torch.Tensor, rt: Runtime, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    x = images.to(rt.device, non_blocking=True).float().div_(255)
+    x = (x - mean) / std
+    if rt.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def autocast(rt: Runtime) -> contextlib.AbstractContextManager:
+    if rt.amp_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=rt.amp_dtype)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    scaler: torch.amp.GradScaler,
+    rt: Runtime,
+    args: argparse.Namespace,
+    heads: list[str],
+    weights: torch.Tensor,
+    norm: tuple[torch.Tensor, torch.Tensor],
+    gen: torch.Generator,
+) -> tuple[float, int]:
+    model.train()
+    total = torch.zeros(2, device=rt.device)  # loss sum, sample count
+    for images, targets in loader:
+        x = prepare(images, rt, *norm)
+        y = targets.to(rt.device, non_blocking=True)
+        if args.augment:
+            x = random_affine(x, gen, args.aug_degrees, args.aug_translate, args.aug_scale)
+        roll = float(torch.rand(1, generator=gen, device=x.device))
+        perm, lam = None, 1.0
+        if roll < args.cutmix_prob:
+            x, perm, lam = cutmix(x, gen, args.cutmix_alpha)
+        elif roll < args.cutmix_prob + args.mixup_prob:
+            x, perm, lam = mixup(x, gen, args.mixup_alpha)
+        with autocast(rt):
+            logits = model(x)
+            loss = weighted_loss(logits, y, heads, weights)
+            if perm is not None:
+                loss = lam * loss + (1 - lam) * weighted_loss(logits, y[perm], heads, weights)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if args.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        if scheduler is not None:
+            scheduler.step()
+        total += torch.stack([loss.detach().float() * len(y), torch.tensor(float(len(y)), device=rt.device)])
+    all_reduce_sum(total, rt)
+    return float(total[0] / total[1].clamp(min=1)), int(total[1])
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    rt: Runtime,
+    heads: list[str],
+    classes: list[int],
+    weights: torch.Tensor,
+    norm: tuple[torch.Tensor, torch.Tensor],
+) -> dict[str, float]:
+    """Loss, accuracy and macro recall per head, and their head-weighted recall, over all ranks' shares."""
+    model.eval()
+    confusion = [torch.zeros(k, k, dtype=torch.int64, device=rt.device) for k in classes]
+    total = torch.zeros(2, device=rt.device, dtype=torch.float64)
+    for images, targets in loader:
+        x = prepare(images, rt, *norm)
+        y = targets.to(rt.device)
+        with autocast(rt):
+            logits = model(x)
+        total += torch.tensor([float(weighted_loss(logits, y, heads, weights)) * len(y), len(y)], device=rt.device, dtype=torch.float64)
+        for i, h in enumerate(heads):
+            pred = logits[h].argmax(dim=1)
+            k = classes[i]
+            confusion[i] += torch.bincount(y[:, i] * k + pred, minlength=k * k).view(k, k)
+    all_reduce_sum(total, rt)
+    for c in confusion:
+        all_reduce_sum(c, rt)
+    metrics = {"val_loss": float(total[0] / total[1].clamp(min=1))}
+    recalls = []
+    for h, c in zip(heads, confusion, strict=True):
+        metrics[f"val_acc_{h}"] = float(c.diag().sum() / c.sum().clamp(min=1))
+        recall = macro_recall(c)
+        metrics[f"val_recall_{h}"] = recall
+        recalls.append(recall)
+    metrics["val_weighted_recall"] = float(sum(w * r for w, r in zip(weights.tolist(), recalls, strict=True)))
+    return metrics
+
+
+def macro_recall(confusion: torch.Tensor) -> float:
+    """Mean recall over the classes present in the targets (as scikit-learn's recall_score does)."""
+    support = confusion.sum(dim=1)
+    present = support > 0
+    if not present.any():
+        return 0.0
+    return float((confusion.diag()[present].double() / support[present].double()).mean())
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    return getattr(model, "module", model)  # DistributedDataParallel
+
+
+def checkpoint_dir(args: argparse.Namespace, rt: Runtime) -> Path | None:
+    path = Path(args.checkpoint_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log(rt, f"train: checkpoints off: cannot create {path} ({exc}); set --checkpoint-dir")
+        return None
+    return path
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_head_weights(text: str, heads: list[str]) -> torch.Tensor:
+    if not text:
+        w = [1.0] * len(heads)
+    elif "=" in text:
+        given = {k.strip(): float(v) for k, v in (p.split("=") for p in text.split(","))}
+        unknown = set(given) - set(heads)
+        if unknown:
+            raise SystemExit(f"train: error: --head-weights names unknown heads {sorted(unknown)}; heads are {heads}")
+        w = [given.get(h, 1.0) for h in heads]
+    else:
+        w = [float(v) for v in text.split(",")]
+        if len(w) != len(heads):
+            raise SystemExit(f"train: error: --head-weights has {len(w)} values for {len(heads)} heads {heads}")
+    t = torch.tensor(w, dtype=torch.float32)
+    return t / t.sum()
+
+
+def make_loaders(args: argparse.Namespace, rt: Runtime) -> tuple[ShardDataset, ShardDataset | None, DataLoader, DataLoader | None]:
+    train_set = ShardDataset(args.train)
+    val_dir = Path(args.validation) if args.validation else None
+    val_set = ShardDataset(val_dir) if val_dir and (val_dir / "manifest.json").exists() else None
+    sampler = DistributedSampler(train_set, num_replicas=rt.world_size, rank=rt.rank, shuffle=True, seed=args.seed)
+    common = {
+        "collate_fn": keep_batch,
+        "num_workers": args.num_workers,
+        "pin_memory": rt.device.type == "cuda",
+        "persistent_workers": args.num_workers > 0,
+    }
+    per_rank = math.ceil(len(train_set) / rt.world_size)
+    train_loader = DataLoader(
+        train_set, batch_size=args.batch_size, sampler=sampler, drop_last=per_rank >= args.batch_size, **common
+    )
+    val_loader = None
+    if val_set is not None:
+        val_loader = DataLoader(
+            val_set, batch_size=args.batch_size * 2, sampler=ShardSampler(len(val_set), rt.rank, rt.world_size), **common
+        )
+    return train_set, val_set, train_loader, val_loader
+
+
+def build_optimizer(model: nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if args.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, nesterov=True)
+    return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, args: argparse.Namespace, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    total = max(args.epochs * steps_per_epoch, 1)
+    if args.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if args.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total)
+    return None
+
+
+def model_config(args: argparse.Namespace, train_set: ShardDataset, weights: torch.Tensor) -> dict:
+    m = train_set.manifest
+    return {
+        "architecture": args.model,
+        "heads": m["heads"],
+        "head_weights": dict(zip(train_set.heads, [round(w, 6) for w in weights.tolist()], strict=True)),
+        "input": {
+            "channels": m["shape"][0],
+            "height": m["shape"][1],
+            "width": m["shape"][2],
+            "normalization": m["normalization"],
+            "invert": m.get("options", {}).get("invert", False),
+            "pixel_range": [0, 255],
+        },
+        "dropout": args.dropout,
+        "feature_extract": args.feature_extract,
+        "top_k": args.top_k,
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    rt = setup_runtime(args)
+    torch.manual_seed(args.seed)
+    train_set, val_set, train_loader, val_loader = make_loaders(args, rt)
+    heads = train_set.heads
+    classes = [h["num_classes"] for h in train_set.manifest["heads"]]
+    weights = parse_head_weights(args.head_weights, heads).to(rt.device)
+    config = model_config(args, train_set, weights.cpu())
+    norm_cfg = config["input"]["normalization"]
+    norm = (
+        torch.tensor(norm_cfg["mean"], device=rt.device).view(1, -1, 1, 1),
+        torch.tensor(norm_cfg["std"], device=rt.device).clamp(min=1e-6).view(1, -1, 1, 1),
+    )
+
+    model = build_model(config, pretrained_weights=args.pretrained_weights).to(rt.device)
+    if rt.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, args)
+    scheduler = build_scheduler(optimizer, args, len(train_loader))
+    scaler = torch.amp.GradScaler("cuda", enabled=rt.amp_dtype == torch.float16)
+
+    start_epoch, best, best_epoch, since_best, best_state = 0, None, -1, 0, None
+    history: list[dict] = []
+    ckpt_dir = checkpoint_dir(args, rt)
+    ckpt_path = ckpt_dir / CHECKPOINT_NAME if ckpt_dir else None
+    if ckpt_path and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=rt.device, weights_only=True)
+        if state["config"] != json.dumps(config, sort_keys=True):
+            raise SystemExit(f"train: error: {ckpt_path} was written by a different model configuration; remove it to start over")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state["scheduler"] is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if rt.device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu())
+        start_epoch, best, best_epoch = state["epoch"], state["best"], state["best_epoch"]
+        since_best, best_state, history = state["since_best"], state["best_state"], json.loads(state["history"])
+        log(rt, f"train: resumed from {ckpt_path} after epoch {start_epoch}")
+
+    ddp_model: nn.Module = model
+    if rt.distributed:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None
+        )
+    if args.compile:
+        if rt.device.type == "cuda":
+            ddp_model = torch.compile(ddp_model)  # type: ignore[assignment]
+        else:
+            log(rt, "train: --compile ignored on CPU")
+
+    metric_name = args.early_stopping_metric if val_loader is not None else "train_loss"
+    sign = -1.0 if metric_name.endswith("loss") else 1.0  # losses improve downwards
+    stopped_early = False
+    for epoch in range(start_epoch, args.epochs):
+        if args.patience and since_best >= args.patience:
+            stopped_early = True
+            break
+        t0 = time.time()
+        train_loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+        gen = torch.Generator(device=rt.device)
+        gen.manual_seed(args.seed * 100_003 + epoch * 1009 + rt.rank)
+        train_loss, seen = train_one_epoch(
+            ddp_model, train_loader, optimizer, scheduler, scaler, rt, args, heads, weights, norm, gen
+        )
+        elapsed = time.time() - t0
+        metrics = {"epoch": epoch + 1, "train_loss": train_loss}
+        if val_loader is not None:
+            metrics |= evaluate(model, val_loader, rt, heads, classes, weights, norm)
+        metrics |= {"lr": optimizer.param_groups[0]["lr"], "samples_per_sec": seen / max(elapsed, 1e-9)}
+        history.append(metrics)
+        if metric_name not in metrics:
+            raise ValueError(f"--early-stopping-metric {metric_name} is not one of {sorted(metrics)}")
+        current = metrics[metric_name]
+        if best is None or sign * current > sign * best:
+            best, best_epoch, since_best = current, epoch + 1, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            since_best += 1
+        log(rt, " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+        if rt.is_main and ckpt_path:
+            atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "scaler": scaler.state_dict(),
+                    "epoch": epoch + 1,
+                    "rng": {
+                        "torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state() if rt.device.type == "cuda" else None,
+                    },
+                    "best": best,
+                    "best_epoch": best_epoch,
+                    "since_best": since_best,
+                    "best_state": best_state,
+                    "history": json.dumps(history),
+                    "config": json.dumps(config, sort_keys=True),
+                },
+                ckpt_path,
+            )
+        if rt.distributed:
+            dist.barrier()
+
+    if stopped_early:
+        log(rt, f"train: early stop: no {metric_name} improvement in {args.patience} epochs")
+    summary = {"best_epoch": best_epoch, f"best_{metric_name}": best, "epochs": len(history)}
+    if rt.is_main:
+        save_model(Path(args.model_dir), best_state or model.state_dict(), config | {"best_epoch": best_epoch})
+        out = Path(args.output_data_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps({"history": history, "summary": summary}, indent=2))
+        log(rt, " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
+    if rt.distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return summary
+
+
+def save_model(model_dir: Path, state: dict[str, torch.Tensor], config: dict) -> None:
+    """Weights, their configuration and the serving code: everything the inference container needs."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.cpu() for k, v in state.items()}, model_dir / "model.pth")
+    (model_dir / "model_config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    code = model_dir / "code"
+    code.mkdir(exist_ok=True)
+    here = Path(__file__).resolve().parent
+    for name in SERVING_FILES:
+        shutil.copy2(here / name, code / name)
+
+
+def _bool(text: str) -> bool:
+    if str(text).lower() in ("1", "true", "yes", "on"):
+        return True
+    if str(text).lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got '{text}'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+
+    def add(name: str, **kw: object) -> None:
+        # SageMaker passes hyperparameters under the key the user wrote: accept both spellings
+        flags = [f"--{name}"] + ([f"--{name.replace('-', '_')}"] if "-" in name else [])
+        p.add_argument(*flags, **kw)  # type: ignore[arg-type]
+
+    env = os.environ.get
+    add("train", default=env("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train"))
+    add("validation", default=env("SM_CHANNEL_VALIDATION", "/opt/ml/input/data/validation"))
+    add("model-dir", default=env("SM_MODEL_DIR", "/opt/ml/model"))
+    add("output-data-dir", default=env("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"))
+    add("checkpoint-dir", default=env("SM_CHECKPOINT_DIR", "/opt/ml/checkpoints"))
+    add("pretrained-weights", default=env("SM_CHANNEL_PRETRAINED") or None,
+        help="state dict file (or a channel directory holding one); never downloaded")
+    add("model", choices=ARCHITECTURES, default="cnn")
+    add("feature-extract", type=_bool, nargs="?", const=True, default=False, help="freeze the backbone, train the heads")
+    add("dropout", type=float, default=0.0)
+    add("epochs", type=int, default=10)
+    add("batch-size", type=int, default=64)
+    add("optimizer", choices=["adamw", "sgd"], default="adamw")
+    add("lr", type=float, default=1e-3)
+    add("momentum", type=float, default=0.9)
+    add("weight-decay", type=float, default=1e-4)
+    add("scheduler", choices=["cosine", "onecycle", "none"], default="cosine")
+    add("grad-clip", type=float, default=1.0, help="max gradient norm (0: off)")
+    add("head-weights", default="", help="loss weights per head, '2,1,1' or 'grapheme_root=2,...' (default equal)")
+    add("augment", type=_bool, nargs="?", const=True, default=True)
+    add("aug-degrees", type=float, default=8.0)
+    add("aug-translate", type=float, default=0.06)
+    add("aug-scale", type=float, default=0.1)
+    add("cutmix-prob", type=float, default=0.0)
+    add("cutmix-alpha", type=float, default=1.0)
+    add("mixup-prob", type=float, default=0.0)
+    add("mixup-alpha", type=float, default=0.4)
+    add("patience", type=int, default=0, help="early stopping patience in epochs (0: off)")
+    add("early-stopping-metric", default="val_weighted_recall")
+    add("amp", choices=["auto", "bf16", "fp16", "off"], default="auto", help="CUDA only; auto = bf16 where supported")
+    add("channels-last", choices=["auto", "on", "off"], default="auto", help="CUDA only")
+    add("compile", type=_bool, nargs="?", const=True, default=False, help="torch.compile the model (CUDA only)")
+    add("device", choices=["auto", "cpu"], default="auto")
+    add("num-workers", type=int, default=0)
+    add("seed", type=int, default=42)
+    add("top-k", type=int, default=3, help="classes per head returned by the endpoint")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("cutmix_prob", "mixup_prob"):
+        if not 0 <= getattr(args, name) <= 1:
+            raise SystemExit(f"train: error: --{name.replace('_', '-')} must be within [0, 1]")
+    try:
+        run(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"train: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""steps/preprocess.py alone, under the processing-job contract: input and output directories as arguments."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipelines.datasets import BENGALI_HEADS, encode_png, write_bengali, write_encoded
+from tests.conftest import run_step  # noqa: F401
+
+
+def load_split(directory: Path) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
+    manifest = json.loads((directory / "manifest.json").read_text())
+    split = manifest["splits"][directory.name]
+    images = np.concatenate([np.load(directory / name) for name in split["shards"]])
+    labels = {h["name"]: np.load(directory / f"labels_{h['name']}.npy") for h in manifest["heads"]}
+    return images, labels, manifest
+
+
+def test_wide_layout_writes_resized_inverted_shards_with_their_labels(bengali_raw: Path, tmp_path: Path) -> None:
+    result = run_step("preprocess.py", "--input", str(bengali_raw), "--output", str(tmp_path), "--size", "32", "48",
+                      "--invert", "--val-fraction", "0.2", "--test-fraction", "0.1", "--shard-size", "100",
+                      "--block-columns", "1000")
+    assert result.returncode == 0, result.stderr
+
+    labels_by_id = {}
+    with open(bengali_raw / "train.csv") as fh:
+        for row in csv.DictReader(fh):
+            labels_by_id[row["image_id"]] = [int(row[h]) for h in BENGALI_HEADS]
+    # rebuild the expected output for every source row, in input order
+    pixels, ids = [], []
+    for path in sorted(bengali_raw.glob("*.parquet")):
+        table = pq.read_table(path)
+        ids += table.column("image_id").to_pylist()
+        pixels.append(np.stack([table.column(str(i)).to_numpy() for i in range(137 * 236)], axis=1))
+    raw = 255 - np.concatenate(pixels).reshape(-1, 1, 137, 236)
+    expected = F.interpolate(torch.from_numpy(raw).float(), size=(32, 48), mode="bilinear", antialias=True)
+    expected = expected.round().clamp(0, 255).to(torch.uint8).numpy()
+    expected_labels = np.array([labels_by_id[i] for i in ids])
+
+    total = 0
+    rows_seen = []
+    for split in ("train", "validation", "test"):
+        images, labels, manifest = load_split(tmp_path / split)
+        assert images.dtype == np.uint8 and images.shape[1:] == (1, 32, 48)
+        assert len(images) == manifest["splits"][split]["size"]
+        stacked = np.stack([labels[h] for h in BENGALI_HEADS], axis=1)
+        assert stacked.dtype == np.int64
+        # each output image is one of the source rows, and carries that row's labels
+        for img, lab in zip(images[:20], stacked[:20], strict=True):
+            match = np.flatnonzero((expected == img).all(axis=(1, 2, 3)))
+            assert len(match) == 1
+            assert (expected_labels[match[0]] == lab).all()
+            rows_seen.append(int(match[0]))
+        total += len(images)
+    assert total == 300 and len(set(rows_seen)) == len(rows_seen)
+    sizes = manifest["splits"]
+    assert abs(sizes["validation"]["size"] - 60) <= 2 and abs(sizes["test"]["size"] - 30) <= 2
+    assert [h["name"] for h in manifest["heads"]] == list(BENGALI_HEADS)
+    assert [h["num_classes"] for h in manifest["heads"]] == [168, 11, 7]  # declared by the data's max label
+    assert manifest["shape"] == [1, 32, 48]
+    assert len(manifest["sources"]) == 3 and all(len(s["sha256"]) == 64 for s in manifest["sources"])
+    assert manifest["options"]["invert"] is True
+    train_images, _, _ = load_split(tmp_path / "train")
+    mean = train_images.astype(np.float64).mean() / 255
+    assert manifest["normalization"]["mean"][0] == pytest.approx(mean, abs=1e-4)
+    assert len(manifest["splits"]["train"]["shards"]) == 3  # 100 images per shard
+    assert not list(tmp_path.glob(".preprocess-*")), "staging directory left behind"
+
+
+def test_num_classes_argument_overrides_what_the_data_shows(bengali_raw: Path, tmp_path: Path) -> None:
+    result = run_step("preprocess.py", "--input", str(bengali_raw), "--output", str(tmp_path), "--size", "16", "16",
+                      "--num-classes", "grapheme_root=200", "--label-columns", "grapheme_root")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["heads"] == [{"name": "grapheme_root", "num_classes": 200, "class_names": None}]
+
+
+def test_encoded_layout_with_struct_column_and_three_channels(digits_raw: Path, tmp_path: Path) -> None:
+    result = run_step("preprocess.py", "--input", str(digits_raw / "digits.parquet"), "--output", str(tmp_path),
+                      "--channels", "3", "--val-fraction", "0.1")
+    assert result.returncode == 0, result.stderr
+    images, labels, manifest = load_split(tmp_path / "train")
+    assert images.shape[1:] == (3, 8, 8)
+    assert (images[:, 0] == images[:, 1]).all()  # grey replicated to RGB
+    assert manifest["heads"] == [{"name": "label", "num_classes": 10, "class_names": None}]
+    # stratified: every digit is in validation in about the overall proportion
+    _, val_labels, _ = load_split(tmp_path / "validation")
+    counts = np.bincount(val_labels["label"], minlength=10)
+    assert counts.min() >= 14 and counts.max() <= 23
+
+
+def test_encoded_binary_column_with_string_labels_gets_class_names(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    colours = ["red", "green", "blue"]
+    images, names = [], []
+    for i in range(60):
+        arr = rng.integers(0, 255, size=(10, 12, 3), dtype=np.uint8)
+        images.append(encode_png(arr))
+        names.append(colours[i % 3])
+    table = pa.table({"img": pa.array(images, type=pa.binary()), "colour": pa.array(names), "size": pa.array([i % 2 for i in range(60)])})
+    pq.write_table(table, tmp_path / "in.parquet", row_group_size=16)
+    result = run_step("preprocess.py", "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "out"),
+                      "--label-columns", "colour,size", "--size", "8", "8")
+    assert result.returncode == 0, result.stderr
+    _, labels, manifest = load_split(tmp_path / "out" / "train")
+    assert manifest["heads"][0] == {"name": "colour", "num_classes": 3, "class_names": ["blue", "green", "red"]}
+    assert manifest["shape"] == [3, 8, 8]
+    assert set(labels["colour"]) == {0, 1, 2}
+
+
+def _wide_table(n: int, n_pixels: int, nulls: bool = False) -> pa.Table:
+    cols = {"image_id": pa.array([f"Train_{i}" for i in range(n)])}
+    for j in range(n_pixels):
+        values = np.full(n, 200, dtype=np.uint8)
+        arr = pa.array(values, mask=np.arange(n) == 1 if nulls and j == 5 else None)
+        cols[str(j)] = arr
+    return pa.table(cols)
+
+
+def _labels_csv(path: Path, ids: list[str]) -> None:
+    with open(path, "w") as fh:
+        fh.write("image_id,grapheme_root,vowel_diacritic,consonant_diacritic\n")
+        for i in ids:
+            fh.write(f"{i},1,2,3\n")
+
+
+def _bad_wide(tmp: Path, case: str) -> list[str]:
+    src = tmp / "src"
+    src.mkdir()
+    if case == "missing_label":
+        pq.write_table(_wide_table(4, 12), src / "a.parquet")
+        _labels_csv(src / "train.csv", ["Train_0", "Train_1", "Train_3"])
+    elif case == "pixel_count":
+        pq.write_table(_wide_table(4, 10), src / "a.parquet")
+        _labels_csv(src / "train.csv", [f"Train_{i}" for i in range(4)])
+    elif case == "null_pixel":
+        pq.write_table(_wide_table(4, 12, nulls=True), src / "a.parquet")
+        _labels_csv(src / "train.csv", [f"Train_{i}" for i in range(4)])
+    elif case == "corrupt":
+        (src / "a.parquet").write_bytes(b"PAR1 this is not parquet at all")
+    elif case == "empty":
+        (src / "a.parquet").write_bytes(b"")
+    elif case == "unknown_layout":
+        pq.write_table(pa.table({"x": [1.0, 2.0], "y": ["a", "b"]}), src / "a.parquet")
+    elif case == "no_rows":
+        pq.write_table(_wide_table(0, 12), src / "a.parquet")
+        _labels_csv(src / "train.csv", [])
+    elif case == "corrupt_image":
+        write_encoded(src / "a.parquet", [encode_png(np.zeros((4, 4), np.uint8)), b"not a png"], {"label": np.array([0, 1])})
+    elif case == "null_label":
+        pq.write_table(pa.table({"image": pa.array([encode_png(np.zeros((4, 4), np.uint8))] * 2),
+                                 "label": pa.array([1, None], type=pa.int64())}), src / "a.parquet")
+    return ["--input", str(src), "--height", "3", "--width", "4", "--val-fraction", "0"]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing_label", r"a\.parquet: row 2: image_id 'Train_2' has no label in .*train\.csv"),
+        ("pixel_count", r"a\.parquet: 10 pixel columns, expected 3x4=12; set --height/--width"),
+        ("null_pixel", r"a\.parquet: null pixel in column '5' at row 1"),
+        ("corrupt", r"a\.parquet: not a readable parquet file"),
+        ("empty", r"a\.parquet: the file is empty \(0 bytes\)"),
+        ("unknown_layout", r"a\.parquet: unknown layout: .*found columns \['x', 'y'\]"),
+        ("no_rows", r"a\.parquet: the file has no rows"),
+        ("corrupt_image", r"a\.parquet: row 1: cannot decode image"),
+        ("null_label", r"a\.parquet: label 'label' is null at row 1"),
+    ],
+)
+def test_bad_input_fails_clearly_and_writes_nothing(tmp_path: Path, case: str, message: str) -> None:
+    args = _bad_wide(tmp_path, case)
+    out = tmp_path / "out"
+    result = run_step("preprocess.py", *args, "--output", str(out))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("preprocess: error: ")
+    import re
+
+    assert re.search(message, result.stderr), result.stderr
+    assert not out.exists() or not any(out.rglob("*")), "partial output left behind"
+
+
+def test_a_failure_after_reading_started_leaves_no_partial_output(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_bengali(src, n_images=40, n_files=1, rows_per_group=10)
+    # the second file is wide too, but has a null pixel in its last row group: found while writing
+    table = _wide_table(3, 137 * 236, nulls=False).set_column(
+        100, "99", pa.array([1, None, 3], type=pa.uint8())
+    )
+    pq.write_table(table, src / "train_image_data_1.parquet")
+    with open(src / "train.csv", "a") as fh:
+        for i in range(3):
+            fh.write(f"Train_{i + 1000},0,0,0,x\n")
+    table = table.set_column(0, "image_id", pa.array([f"Train_{i + 1000}" for i in range(3)]))
+    pq.write_table(table, src / "train_image_data_1.parquet")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run_step("preprocess.py", "--input", str(src), "--output", str(out), "--size", "16", "16")
+    assert result.returncode == 2, result.stdout
+    assert "null pixel in column '99' at row 1" in result.stderr
+    assert not any(out.rglob("*"))
