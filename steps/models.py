@@ -107,9 +107,11 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def build_backbone(arch: str, in_channels: int, pretrained_weights: str | Path | None = None) -> tuple[nn.Module, int]:
+def build_backbone(
+    arch: str, in_channels: int, pretrained_weights: str | Path | None = None, cnn_width: int = 32
+) -> tuple[nn.Module, int]:
     if arch == "cnn":
-        cnn = SmallCNN(in_channels)
+        cnn = SmallCNN(in_channels, cnn_width)
         if pretrained_weights:
             cnn.load_state_dict(load_state_dict_file(pretrained_weights))
         return cnn, cnn.out_features
@@ -120,9 +122,16 @@ def build_backbone(arch: str, in_channels: int, pretrained_weights: str | Path |
     if pretrained_weights:
         # torchvision's own layout (ImageNet classifier included): load before any surgery
         state = load_state_dict_file(pretrained_weights)
-        result = model.load_state_dict(state, strict=False)
-        if len(result.missing_keys) == len(model.state_dict()):
-            raise ValueError(f"{pretrained_weights}: no key matches a {arch} state dict")
+        expected = model.state_dict()
+        if not set(state) & set(expected):
+            raise ValueError(f"{pretrained_weights}: no key matches a {arch} state dict (torchvision's layout)")
+        try:
+            result = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            raise ValueError(f"{pretrained_weights}: does not fit {arch}: {exc}") from exc
+        if result.missing_keys:
+            print(f"models: {pretrained_weights}: {len(result.missing_keys)} {arch} keys not in the file, "
+                  f"left at random init (e.g. {result.missing_keys[:3]})", flush=True)
     _adapt_input_channels(model, in_channels)
     width = _strip_classifier(model, arch)
     return model, width
@@ -139,9 +148,10 @@ class MultiHeadNet(nn.Module):
         dropout: float = 0.0,
         pretrained_weights: str | Path | None = None,
         feature_extract: bool = False,
+        cnn_width: int = 32,
     ):
         super().__init__()
-        self.backbone, width = build_backbone(arch, in_channels, pretrained_weights)
+        self.backbone, width = build_backbone(arch, in_channels, pretrained_weights, cnn_width)
         self.dropout = nn.Dropout(dropout)
         self.heads = nn.ModuleDict({name: nn.Linear(width, n) for name, n in heads.items()})
         self.feature_extract = feature_extract
@@ -170,4 +180,5 @@ def build_model(config: dict, pretrained_weights: str | Path | None = None) -> M
         dropout=config.get("dropout", 0.0),
         pretrained_weights=pretrained_weights,
         feature_extract=config.get("feature_extract", False),
+        cnn_width=config.get("cnn_width", 32),
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -141,6 +142,17 @@ def all_reduce_sum(t: torch.Tensor, rt: Runtime) -> torch.Tensor:
     if rt.distributed:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def broadcast_buffers(model: nn.Module, rt: Runtime) -> None:
+    """Give every rank rank 0's batch-norm statistics.
+
+    DDP broadcasts buffers at the start of each forward pass, so after the last batch each rank holds
+    statistics from its own shard; evaluation and the saved model must all see the same ones.
+    """
+    if rt.distributed:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 def log(rt: Runtime, message: str) -> None:
@@ -403,6 +415,7 @@ def model_config(args: argparse.Namespace, train_set: ShardDataset, weights: tor
             "pixel_range": [0, 255],
         },
         "dropout": args.dropout,
+        "cnn_width": args.cnn_width,
         "feature_extract": args.feature_extract,
         "top_k": args.top_k,
     }
@@ -475,6 +488,7 @@ def run(args: argparse.Namespace) -> dict:
             ddp_model, train_loader, optimizer, scheduler, scaler, rt, args, heads, weights, norm, gen
         )
         elapsed = time.time() - t0
+        broadcast_buffers(model, rt)
         metrics = {"epoch": epoch + 1, "train_loss": train_loss}
         if val_loader is not None:
             metrics |= evaluate(model, val_loader, rt, heads, classes, weights, norm)
@@ -488,7 +502,6 @@ def run(args: argparse.Namespace) -> dict:
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             since_best += 1
-        log(rt, " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
         if rt.is_main and ckpt_path:
             atomic_save(
                 {
@@ -510,6 +523,8 @@ def run(args: argparse.Namespace) -> dict:
                 },
                 ckpt_path,
             )
+        # printed once the checkpoint is on disk: a job killed after this line resumes after this epoch
+        log(rt, format_metrics(metrics))
         if rt.distributed:
             dist.barrier()
 
@@ -521,11 +536,26 @@ def run(args: argparse.Namespace) -> dict:
         out = Path(args.output_data_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps({"history": history, "summary": summary}, indent=2))
-        log(rt, " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
+        log(rt, format_metrics(summary))
     if rt.distributed:
+        # every rank reports its weights' digest: DDP keeps them identical, and this shows it
+        print(f"rank={rt.rank} weights_sha256={state_digest(model.state_dict())}", flush=True)
         dist.barrier()
         dist.destroy_process_group()
     return summary
+
+
+def format_metrics(metrics: dict) -> str:
+    """``name=value`` pairs, the form the metric regexes of the pipeline spec match."""
+    return " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_model(model_dir: Path, state: dict[str, torch.Tensor], config: dict) -> None:
@@ -567,6 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("model", choices=ARCHITECTURES, default="cnn")
     add("feature-extract", type=_bool, nargs="?", const=True, default=False, help="freeze the backbone, train the heads")
     add("dropout", type=float, default=0.0)
+    add("cnn-width", type=int, default=32, help="channels of the small CNN's first block (doubling per block)")
     add("epochs", type=int, default=10)
     add("batch-size", type=int, default=64)
     add("optimizer", choices=["adamw", "sgd"], default="adamw")

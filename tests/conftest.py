@@ -83,3 +83,6 @@ def digits_model(tmp_path_factory: pytest.TempPathFactory, digits_shards: Path) 
     (job / "stdout.txt").write_text(result.stdout)
     pack_model(job / "model", job / "model.tar.gz")
     return job
+
+
+sys.path.insert(0, str(STEPS))  # step scripts import each other as top-level modules, as in the container
