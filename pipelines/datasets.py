@@ -126,9 +126,7 @@ def write_encoded(path: Path, images: list[bytes], labels: dict[str, np.ndarray]
     """Write an encoded-image parquet: ``image`` struct ``{bytes, path}`` plus one column per label."""
     path.parent.mkdir(parents=True, exist_ok=True)
     image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-    image_col = pa.array(
-        [{"bytes": b, "path": f"{i}.png"} for i, b in enumerate(images)], type=image_type
-    )
+    image_col = pa.array([{"bytes": b, "path": f"{i}.png"} for i, b in enumerate(images)], type=image_type)
     columns = {"image": image_col} | {k: pa.array(v.astype(np.int64)) for k, v in labels.items()}
     pq.write_table(pa.table(columns), path, row_group_size=row_group_size)
     return path

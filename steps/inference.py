@@ -164,8 +164,8 @@ def input_fn(request_body: bytes | str, request_content_type: str, context: Any 
 
         try:
             with Image.open(io.BytesIO(body)) as img:
-                img = img.convert("L" if img.mode in ("L", "1", "I", "I;16", "F") else "RGB")
-                return Payload(np.asarray(img, dtype=np.float32), raw_image=True)
+                converted = img.convert("L" if img.mode in ("L", "1", "I", "I;16", "F") else "RGB")
+                return Payload(np.asarray(converted, dtype=np.float32), raw_image=True)
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise PayloadError(400, f"cannot decode the image ({exc})") from exc
     raise PayloadError(
@@ -190,7 +190,9 @@ def predict_fn(input_data: Payload, model: Predictor, context: Any = None) -> li
             entry = {
                 "class": classes[0],
                 "probability": float(top_p[n, 0]),
-                "top_k": [{"class": c, "probability": float(p)} for c, p in zip(classes, top_p[n].tolist(), strict=True)],
+                "top_k": [
+                    {"class": c, "probability": float(p)} for c, p in zip(classes, top_p[n].tolist(), strict=True)
+                ],
             }
             if names:
                 entry["label"] = names[classes[0]]

@@ -46,17 +46,20 @@ class SmallCNN(nn.Module):
 def _strip_classifier(model: nn.Module, arch: str) -> int:
     """Replace the ImageNet classifier by an identity; return the feature width it consumed."""
     if arch.startswith("resnet"):
-        width = model.fc.in_features  # type: ignore[union-attr]
-        model.fc = nn.Identity()  # type: ignore[assignment]
-        return int(width)
+        fc = model.get_submodule("fc")
+        assert isinstance(fc, nn.Linear)
+        model.fc = nn.Identity()
+        return fc.in_features
     if arch == "squeezenet1_1":
         # the classifier is a 1x1 conv to 1000 maps; keep pooling, drop the conv
-        model.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())  # type: ignore[assignment]
+        model.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         return 512
     # mobilenet_v3_small, efficientnet_b0: Sequential(..., Linear(width, 1000))
-    last = model.classifier[-1]  # type: ignore[index]
-    model.classifier[-1] = nn.Identity()  # type: ignore[index]
-    return int(last.in_features)
+    classifier = model.get_submodule("classifier")
+    assert isinstance(classifier, nn.Sequential) and isinstance(classifier[-1], nn.Linear)
+    width = classifier[-1].in_features
+    classifier[-1] = nn.Identity()
+    return width
 
 
 def _adapt_input_channels(model: nn.Module, in_channels: int) -> None:
@@ -130,8 +133,11 @@ def build_backbone(
         except RuntimeError as exc:  # shape mismatches
             raise ValueError(f"{pretrained_weights}: does not fit {arch}: {exc}") from exc
         if result.missing_keys:
-            print(f"models: {pretrained_weights}: {len(result.missing_keys)} {arch} keys not in the file, "
-                  f"left at random init (e.g. {result.missing_keys[:3]})", flush=True)
+            print(
+                f"models: {pretrained_weights}: {len(result.missing_keys)} {arch} keys not in the file, "
+                f"left at random init (e.g. {result.missing_keys[:3]})",
+                flush=True,
+            )
     _adapt_input_channels(model, in_channels)
     width = _strip_classifier(model, arch)
     return model, width

@@ -142,7 +142,9 @@ def check_wide_schema(path: Path, schema: pa.Schema, shape: tuple[int, int]) -> 
         )
     if pixels != [str(i) for i in range(expected)]:
         wrong = next(n for i, n in enumerate(pixels) if n != str(i))
-        raise InputError(f"{path}: pixel columns must be '0'..'{expected - 1}' in order; column '{wrong}' is out of place")
+        raise InputError(
+            f"{path}: pixel columns must be '0'..'{expected - 1}' in order; column '{wrong}' is out of place"
+        )
     for name in pixels:
         t = schema.field(name).type
         if not pa.types.is_integer(t):
@@ -170,7 +172,9 @@ def _encode_labels(
     columns: dict[str, pa.ChunkedArray], heads: list[str], declared: dict[str, int], where: str
 ) -> tuple[np.ndarray, dict[str, list[str] | None], dict[str, int]]:
     """Labels as an (N, heads) int64 array; string labels become indices into their sorted names."""
-    out, names, counts = [], {}, {}
+    out: list[np.ndarray] = []
+    names: dict[str, list[str] | None] = {}
+    counts: dict[str, int] = {}
     for head in heads:
         col = columns[head]
         if col.null_count:
@@ -313,8 +317,7 @@ def decode_image(data: bytes, channels: int) -> np.ndarray:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as img:
-        img = img.convert("L" if channels == 1 else "RGB")
-        arr = np.asarray(img, dtype=np.uint8)
+        arr = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
 
@@ -379,7 +382,7 @@ class ShardWriter:
         n = min(self.shard_size, self.total - self.written)
         name = f"images_{len(self.files):05d}.npy"
         self.files.append(name)
-        self._fh = open(self.directory / name, "wb")
+        self._fh = open(self.directory / name, "wb")  # noqa: SIM115 - closed when the shard is full
         header = {"descr": "|u1", "fortran_order": False, "shape": (n, *self.shape)}
         np.lib.format.write_array_header_2_0(self._fh, header)
         self._left = n
@@ -528,7 +531,9 @@ def _write_splits(source: Source, opts: Options, channels: int, counts: dict[str
                     chunk = np.repeat(chunk, 3, axis=1)
                 emit(chunk, start)
                 start += len(chunk)
-            print(f"preprocess: {start}/{len(source.labels)} rows ({start / (time.time() - t0):.0f} rows/s)", flush=True)
+            print(
+                f"preprocess: {start}/{len(source.labels)} rows ({start / (time.time() - t0):.0f} rows/s)", flush=True
+            )
     else:
         for images in iter_encoded(source, channels, opts.size):
             by_shape: list[np.ndarray] = []
@@ -600,10 +605,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="labels CSV for the wide layout (default: train.csv beside the parquet files)")
     p.add_argument("--output", default="/opt/ml/processing/output", help="directory receiving train/ validation/ test/")
     p.add_argument("--layout", choices=["auto", "wide", "encoded"], default="auto")
-    p.add_argument("--label-columns", type=lambda s: [c for c in s.split(",") if c], default=None,
-                   help="comma-separated label columns (default: every integer column)")
-    p.add_argument("--num-classes", type=parse_num_classes, default={},
-                   help="class counts per head, e.g. grapheme_root=168,vowel_diacritic=11 (default: from the data)")
+    p.add_argument(
+        "--label-columns",
+        type=lambda s: [c for c in s.split(",") if c],
+        default=None,
+        help="comma-separated label columns (default: every integer column)",
+    )
+    p.add_argument(
+        "--num-classes",
+        type=parse_num_classes,
+        default={},
+        help="class counts per head, e.g. grapheme_root=168,vowel_diacritic=11 (default: from the data)",
+    )
     p.add_argument("--image-column", help="encoded layout: the image column (default: detected)")
     p.add_argument("--height", type=int, default=137, help="wide layout: image height (default 137)")
     p.add_argument("--width", type=int, default=236, help="wide layout: image width (default 236)")

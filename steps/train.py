@@ -52,7 +52,9 @@ class ShardDataset(Dataset):
         self.manifest = json.loads(manifest_path.read_text())
         split = self.directory.name if self.directory.name in self.manifest["splits"] else None
         shard_names = (
-            self.manifest["splits"][split]["shards"] if split else sorted(p.name for p in self.directory.glob("images_*.npy"))
+            self.manifest["splits"][split]["shards"]
+            if split
+            else sorted(p.name for p in self.directory.glob("images_*.npy"))
         )
         self.shards = [np.load(self.directory / name, mmap_mode="r") for name in shard_names]
         self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
@@ -163,7 +165,9 @@ def log(rt: Runtime, message: str) -> None:
 # --------------------------------------------------------------------------- augmentation
 
 
-def random_affine(x: torch.Tensor, gen: torch.Generator, degrees: float, translate: float, scale: float) -> torch.Tensor:
+def random_affine(
+    x: torch.Tensor, gen: torch.Generator, degrees: float, translate: float, scale: float
+) -> torch.Tensor:
     """Batched random rotation, scale and translation (zeros fill the border)."""
     n = x.shape[0]
     dev = x.device
@@ -287,7 +291,9 @@ def evaluate(
         y = targets.to(rt.device)
         with autocast(rt):
             logits = model(x)
-        total += torch.tensor([float(weighted_loss(logits, y, heads, weights)) * len(y), len(y)], device=rt.device, dtype=torch.float64)
+        total += torch.tensor(
+            [float(weighted_loss(logits, y, heads, weights)) * len(y), len(y)], device=rt.device, dtype=torch.float64
+        )
         for i, h in enumerate(heads):
             pred = logits[h].argmax(dim=1)
             k = classes[i]
@@ -359,11 +365,15 @@ def parse_head_weights(text: str, heads: list[str]) -> torch.Tensor:
     return t / t.sum()
 
 
-def make_loaders(args: argparse.Namespace, rt: Runtime) -> tuple[ShardDataset, ShardDataset | None, DataLoader, DataLoader | None]:
+def make_loaders(
+    args: argparse.Namespace, rt: Runtime
+) -> tuple[ShardDataset, ShardDataset | None, DataLoader, DataLoader | None]:
     train_set = ShardDataset(args.train)
     val_dir = Path(args.validation) if args.validation else None
     val_set = ShardDataset(val_dir) if val_dir and (val_dir / "manifest.json").exists() else None
-    sampler = DistributedSampler(train_set, num_replicas=rt.world_size, rank=rt.rank, shuffle=True, seed=args.seed)
+    sampler: DistributedSampler[int] = DistributedSampler(
+        train_set, num_replicas=rt.world_size, rank=rt.rank, shuffle=True, seed=args.seed
+    )
     common = {
         "collate_fn": keep_batch,
         "num_workers": args.num_workers,
@@ -377,7 +387,10 @@ def make_loaders(args: argparse.Namespace, rt: Runtime) -> tuple[ShardDataset, S
     val_loader = None
     if val_set is not None:
         val_loader = DataLoader(
-            val_set, batch_size=args.batch_size * 2, sampler=ShardSampler(len(val_set), rt.rank, rt.world_size), **common
+            val_set,
+            batch_size=args.batch_size * 2,
+            sampler=ShardSampler(len(val_set), rt.rank, rt.world_size),
+            **common,
         )
     return train_set, val_set, train_loader, val_loader
 
@@ -385,7 +398,9 @@ def make_loaders(args: argparse.Namespace, rt: Runtime) -> tuple[ShardDataset, S
 def build_optimizer(model: nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if args.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, nesterov=True)
+        return torch.optim.SGD(
+            params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, nesterov=True
+        )
     return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
 
 
@@ -449,7 +464,9 @@ def run(args: argparse.Namespace) -> dict:
     if ckpt_path and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=rt.device, weights_only=True)
         if state["config"] != json.dumps(config, sort_keys=True):
-            raise SystemExit(f"train: error: {ckpt_path} was written by a different model configuration; remove it to start over")
+            raise SystemExit(
+                f"train: error: {ckpt_path} was written by a different model configuration; remove it to start over"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state["scheduler"] is not None:
@@ -592,10 +609,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("model-dir", default=env("SM_MODEL_DIR", "/opt/ml/model"))
     add("output-data-dir", default=env("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"))
     add("checkpoint-dir", default=env("SM_CHECKPOINT_DIR", "/opt/ml/checkpoints"))
-    add("pretrained-weights", default=env("SM_CHANNEL_PRETRAINED") or None,
-        help="state dict file (or a channel directory holding one); never downloaded")
+    add(
+        "pretrained-weights",
+        default=env("SM_CHANNEL_PRETRAINED") or None,
+        help="state dict file (or a channel directory holding one); never downloaded",
+    )
     add("model", choices=ARCHITECTURES, default="cnn")
-    add("feature-extract", type=_bool, nargs="?", const=True, default=False, help="freeze the backbone, train the heads")
+    add(
+        "feature-extract", type=_bool, nargs="?", const=True, default=False, help="freeze the backbone, train the heads"
+    )
     add("dropout", type=float, default=0.0)
     add("cnn-width", type=int, default=32, help="channels of the small CNN's first block (doubling per block)")
     add("epochs", type=int, default=10)

@@ -19,8 +19,9 @@ STEPS = ROOT / "steps"
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
 
-def run_step(script: str, *args: str, env: dict[str, str] | None = None, timeout: int = 600,
-             launcher: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_step(
+    script: str, *args: str, env: dict[str, str] | None = None, timeout: int = 600, launcher: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``steps/<script>`` in a fresh interpreter, as a container would."""
     cmd = (launcher or [sys.executable]) + [str(STEPS / script), *args]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -67,8 +68,22 @@ def digits_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def digits_shards(tmp_path_factory: pytest.TempPathFactory, digits_raw: Path) -> Path:
     out = tmp_path_factory.mktemp("digits_shards")
-    result = run_step("preprocess.py", "--input", str(digits_raw), "--output", str(out), "--size", "16", "16",
-                      "--val-fraction", "0.15", "--test-fraction", "0.15", "--shard-size", "500")
+    result = run_step(
+        "preprocess.py",
+        "--input",
+        str(digits_raw),
+        "--output",
+        str(out),
+        "--size",
+        "16",
+        "16",
+        "--val-fraction",
+        "0.15",
+        "--test-fraction",
+        "0.15",
+        "--shard-size",
+        "500",
+    )
     assert result.returncode == 0, result.stderr
     return out
 

@@ -21,8 +21,15 @@ train = pytest.importorskip("train")
 @pytest.fixture(scope="module")
 def evaluation(digits_model: Path, digits_shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("evaluation")
-    result = run_step("evaluate.py", "--model", str(digits_model / "model.tar.gz"), "--data", str(digits_shards / "test"),
-                      "--output", str(out))
+    result = run_step(
+        "evaluate.py",
+        "--model",
+        str(digits_model / "model.tar.gz"),
+        "--data",
+        str(digits_shards / "test"),
+        "--output",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     return out
 
@@ -102,7 +109,9 @@ def test_softmax_is_per_head_and_top_k_is_sorted(predictor) -> None:  # type: ig
         (lambda: _jpeg(np.zeros((20, 20, 3), np.uint8)), "image/jpeg", 1),
     ],
 )
-def test_input_fn_accepts_npy_json_png_and_jpeg_single_or_batched(payload, content_type: str, count: int, predictor) -> None:  # type: ignore[no-untyped-def]
+def test_input_fn_accepts_npy_json_png_and_jpeg_single_or_batched(
+    payload, content_type: str, count: int, predictor
+) -> None:  # type: ignore[no-untyped-def]
     out = inference.predict_fn(inference.input_fn(payload(), content_type), predictor)
     assert len(out) == count
 
@@ -136,7 +145,9 @@ def _jpeg(a: np.ndarray) -> bytes:
         (b"1,2,3", "text/csv", 415, "content type 'text/csv' is not supported"),
     ],
 )
-def test_bad_payloads_raise_a_4xx_error_with_a_message(body: bytes, content_type: str, status: int, message: str, predictor) -> None:  # type: ignore[no-untyped-def]
+def test_bad_payloads_raise_a_4xx_error_with_a_message(
+    body: bytes, content_type: str, status: int, message: str, predictor
+) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(inference.PayloadError, match=message) as info:
         inference.predict_fn(inference.input_fn(body, content_type), predictor)
     assert info.value.status_code == status
@@ -155,14 +166,17 @@ def test_evaluate_refuses_an_archive_that_escapes_its_directory(tmp_path: Path, 
     evil.write_text("x")
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(evil, arcname="../escaped.txt")
-    result = run_step("evaluate.py", "--model", str(archive), "--data", str(digits_shards / "test"),
-                      "--output", str(tmp_path / "out"))
+    result = run_step(
+        "evaluate.py", "--model", str(archive), "--data", str(digits_shards / "test"), "--output", str(tmp_path / "out")
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "cannot extract" in result.stderr
     assert not (tmp_path.parent / "escaped.txt").exists()
 
 
 def test_evaluate_names_a_missing_model(tmp_path: Path, digits_shards: Path) -> None:
-    result = run_step("evaluate.py", "--model", str(tmp_path), "--data", str(digits_shards / "test"), "--output", str(tmp_path / "o"))
+    result = run_step(
+        "evaluate.py", "--model", str(tmp_path), "--data", str(digits_shards / "test"), "--output", str(tmp_path / "o")
+    )
     assert result.returncode == 2
     assert "neither model.tar.gz nor an extracted model" in result.stderr

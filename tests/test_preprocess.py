@@ -26,9 +26,25 @@ def load_split(directory: Path) -> tuple[np.ndarray, dict[str, np.ndarray], dict
 
 
 def test_wide_layout_writes_resized_inverted_shards_with_their_labels(bengali_raw: Path, tmp_path: Path) -> None:
-    result = run_step("preprocess.py", "--input", str(bengali_raw), "--output", str(tmp_path), "--size", "32", "48",
-                      "--invert", "--val-fraction", "0.2", "--test-fraction", "0.1", "--shard-size", "100",
-                      "--block-columns", "1000")
+    result = run_step(
+        "preprocess.py",
+        "--input",
+        str(bengali_raw),
+        "--output",
+        str(tmp_path),
+        "--size",
+        "32",
+        "48",
+        "--invert",
+        "--val-fraction",
+        "0.2",
+        "--test-fraction",
+        "0.1",
+        "--shard-size",
+        "100",
+        "--block-columns",
+        "1000",
+    )
     assert result.returncode == 0, result.stderr
 
     labels_by_id = {}
@@ -77,16 +93,37 @@ def test_wide_layout_writes_resized_inverted_shards_with_their_labels(bengali_ra
 
 
 def test_num_classes_argument_overrides_what_the_data_shows(bengali_raw: Path, tmp_path: Path) -> None:
-    result = run_step("preprocess.py", "--input", str(bengali_raw), "--output", str(tmp_path), "--size", "16", "16",
-                      "--num-classes", "grapheme_root=200", "--label-columns", "grapheme_root")
+    result = run_step(
+        "preprocess.py",
+        "--input",
+        str(bengali_raw),
+        "--output",
+        str(tmp_path),
+        "--size",
+        "16",
+        "16",
+        "--num-classes",
+        "grapheme_root=200",
+        "--label-columns",
+        "grapheme_root",
+    )
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["heads"] == [{"name": "grapheme_root", "num_classes": 200, "class_names": None}]
 
 
 def test_encoded_layout_with_struct_column_and_three_channels(digits_raw: Path, tmp_path: Path) -> None:
-    result = run_step("preprocess.py", "--input", str(digits_raw / "digits.parquet"), "--output", str(tmp_path),
-                      "--channels", "3", "--val-fraction", "0.1")
+    result = run_step(
+        "preprocess.py",
+        "--input",
+        str(digits_raw / "digits.parquet"),
+        "--output",
+        str(tmp_path),
+        "--channels",
+        "3",
+        "--val-fraction",
+        "0.1",
+    )
     assert result.returncode == 0, result.stderr
     images, labels, manifest = load_split(tmp_path / "train")
     assert images.shape[1:] == (3, 8, 8)
@@ -106,10 +143,26 @@ def test_encoded_binary_column_with_string_labels_gets_class_names(tmp_path: Pat
         arr = rng.integers(0, 255, size=(10, 12, 3), dtype=np.uint8)
         images.append(encode_png(arr))
         names.append(colours[i % 3])
-    table = pa.table({"img": pa.array(images, type=pa.binary()), "colour": pa.array(names), "size": pa.array([i % 2 for i in range(60)])})
+    table = pa.table(
+        {
+            "img": pa.array(images, type=pa.binary()),
+            "colour": pa.array(names),
+            "size": pa.array([i % 2 for i in range(60)]),
+        }
+    )
     pq.write_table(table, tmp_path / "in.parquet", row_group_size=16)
-    result = run_step("preprocess.py", "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "out"),
-                      "--label-columns", "colour,size", "--size", "8", "8")
+    result = run_step(
+        "preprocess.py",
+        "--input",
+        str(tmp_path / "in.parquet"),
+        "--output",
+        str(tmp_path / "out"),
+        "--label-columns",
+        "colour,size",
+        "--size",
+        "8",
+        "8",
+    )
     assert result.returncode == 0, result.stderr
     _, labels, manifest = load_split(tmp_path / "out" / "train")
     assert manifest["heads"][0] == {"name": "colour", "num_classes": 3, "class_names": ["blue", "green", "red"]}
@@ -155,10 +208,19 @@ def _bad_wide(tmp: Path, case: str) -> list[str]:
         pq.write_table(_wide_table(0, 12), src / "a.parquet")
         _labels_csv(src / "train.csv", [])
     elif case == "corrupt_image":
-        write_encoded(src / "a.parquet", [encode_png(np.zeros((4, 4), np.uint8)), b"not a png"], {"label": np.array([0, 1])})
+        write_encoded(
+            src / "a.parquet", [encode_png(np.zeros((4, 4), np.uint8)), b"not a png"], {"label": np.array([0, 1])}
+        )
     elif case == "null_label":
-        pq.write_table(pa.table({"image": pa.array([encode_png(np.zeros((4, 4), np.uint8))] * 2),
-                                 "label": pa.array([1, None], type=pa.int64())}), src / "a.parquet")
+        pq.write_table(
+            pa.table(
+                {
+                    "image": pa.array([encode_png(np.zeros((4, 4), np.uint8))] * 2),
+                    "label": pa.array([1, None], type=pa.int64()),
+                }
+            ),
+            src / "a.parquet",
+        )
     return ["--input", str(src), "--height", "3", "--width", "4", "--val-fraction", "0"]
 
 
@@ -193,9 +255,7 @@ def test_a_failure_after_reading_started_leaves_no_partial_output(tmp_path: Path
     src = tmp_path / "src"
     write_bengali(src, n_images=40, n_files=1, rows_per_group=10)
     # the second file is wide too, but has a null pixel in its last row group: found while writing
-    table = _wide_table(3, 137 * 236, nulls=False).set_column(
-        100, "99", pa.array([1, None, 3], type=pa.uint8())
-    )
+    table = _wide_table(3, 137 * 236, nulls=False).set_column(100, "99", pa.array([1, None, 3], type=pa.uint8()))
     pq.write_table(table, src / "train_image_data_1.parquet")
     with open(src / "train.csv", "a") as fh:
         for i in range(3):

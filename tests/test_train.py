@@ -64,18 +64,27 @@ def test_torchrun_two_processes_train_identical_weights(digits_shards: Path, tmp
     model.load_state_dict(torch.load(tmp_path / "model" / "model.pth", weights_only=True))
 
 
-def test_job_killed_after_an_epoch_resumes_and_ends_like_an_uninterrupted_one(digits_shards: Path, tmp_path: Path) -> None:
+def test_job_killed_after_an_epoch_resumes_and_ends_like_an_uninterrupted_one(
+    digits_shards: Path, tmp_path: Path
+) -> None:
     args = ["--epochs", "4", "--batch-size", "32", "--dropout", "0.2"]
     straight = tmp_path / "straight"
-    result = run_step("train.py", *args, env=training_env(straight, digits_shards / "train", digits_shards / "validation"))
+    result = run_step(
+        "train.py", *args, env=training_env(straight, digits_shards / "train", digits_shards / "validation")
+    )
     assert result.returncode == 0, result.stderr
 
     killed = tmp_path / "killed"
     env = training_env(killed, digits_shards / "train", digits_shards / "validation")
     import os
 
-    proc = subprocess.Popen([sys.executable, str(STEPS / "train.py"), *args], env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(STEPS / "train.py"), *args],
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("epoch=1 "):
@@ -103,16 +112,41 @@ def bengali_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     raw = tmp_path_factory.mktemp("bengali_learn_raw")
     write_bengali(raw, n_images=2000, n_files=1, rows_per_group=2000, seed=3)
     out = tmp_path_factory.mktemp("bengali_learn")
-    result = run_step("preprocess.py", "--input", str(raw), "--output", str(out), "--size", "32", "56", "--invert",
-                      "--val-fraction", "0.2")
+    result = run_step(
+        "preprocess.py",
+        "--input",
+        str(raw),
+        "--output",
+        str(out),
+        "--size",
+        "32",
+        "56",
+        "--invert",
+        "--val-fraction",
+        "0.2",
+    )
     assert result.returncode == 0, result.stderr
     return out
 
 
 def test_short_run_on_generated_bengali_data_learns_every_head(bengali_shards: Path, tmp_path: Path) -> None:
     env = training_env(tmp_path, bengali_shards / "train", bengali_shards / "validation")
-    result = run_step("train.py", "--epochs", "5", "--batch-size", "32", "--lr", "0.003", "--cnn-width", "16",
-                      "--head-weights", "2,1,1", "--cutmix-prob", "0.0", env=env)
+    result = run_step(
+        "train.py",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.003",
+        "--cnn-width",
+        "16",
+        "--head-weights",
+        "2,1,1",
+        "--cutmix-prob",
+        "0.0",
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     last = json.loads((tmp_path / "output" / "metrics.json").read_text())["history"][-1]
     for head, classes in {"grapheme_root": 168, "vowel_diacritic": 11, "consonant_diacritic": 7}.items():
@@ -168,7 +202,9 @@ def test_scheduler_is_stepped_every_batch(digits_shards: Path, tmp_path: Path) -
     assert "val_loss" not in history[0]  # no validation channel, no validation metrics
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "squeezenet1_1", "mobilenet_v3_small", "efficientnet_b0"])
+@pytest.mark.parametrize(
+    "arch", ["resnet18", "resnet34", "resnet50", "squeezenet1_1", "mobilenet_v3_small", "efficientnet_b0"]
+)
 def test_torchvision_backbones_take_any_channel_count_and_give_one_head_each(arch: str) -> None:
     models = pytest.importorskip("models")
     model = models.MultiHeadNet(arch, in_channels=1, heads={"a": 5, "b": 3}).eval()
@@ -182,7 +218,9 @@ def test_pretrained_weights_load_from_a_file_and_feature_extract_freezes_the_bac
 
     reference = torchvision.models.resnet18(weights=None)
     torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
-    model = models.MultiHeadNet("resnet18", 1, {"a": 4}, pretrained_weights=tmp_path / "resnet18.pth", feature_extract=True)
+    model = models.MultiHeadNet(
+        "resnet18", 1, {"a": 4}, pretrained_weights=tmp_path / "resnet18.pth", feature_extract=True
+    )
     # one grey channel = the RGB filters summed, so grey input replicated to RGB gives the same response
     expected = reference.conv1.weight.sum(dim=1, keepdim=True)
     assert torch.allclose(model.backbone.conv1.weight, expected, atol=1e-6)
