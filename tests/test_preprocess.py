@@ -58,8 +58,9 @@ def test_wide_layout_writes_resized_inverted_shards_with_their_labels(bengali_ra
         ids += table.column("image_id").to_pylist()
         pixels.append(np.stack([table.column(str(i)).to_numpy() for i in range(137 * 236)], axis=1))
     raw = 255 - np.concatenate(pixels).reshape(-1, 1, 137, 236)
-    expected = F.interpolate(torch.from_numpy(raw).float(), size=(32, 48), mode="bilinear", antialias=True)
-    expected = expected.round().clamp(0, 255).to(torch.uint8).numpy()
+    # torch's antialiased bilinear resampling as the reference; the script's own is within one level of it
+    expected = F.interpolate(torch.from_numpy(raw.astype(np.float32)), size=(32, 48), mode="bilinear", antialias=True)
+    expected = expected.round().clamp(0, 255).numpy().astype(np.int16)
     expected_labels = np.array([labels_by_id[i] for i in ids])
 
     total = 0
@@ -72,7 +73,7 @@ def test_wide_layout_writes_resized_inverted_shards_with_their_labels(bengali_ra
         assert stacked.dtype == np.int64
         # each output image is one of the source rows, and carries that row's labels
         for img, lab in zip(images[:20], stacked[:20], strict=True):
-            match = np.flatnonzero((expected == img).all(axis=(1, 2, 3)))
+            match = np.flatnonzero((np.abs(expected - img) <= 1).all(axis=(1, 2, 3)))
             assert len(match) == 1
             assert (expected_labels[match[0]] == lab).all()
             rows_seen.append(int(match[0]))
