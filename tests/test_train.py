@@ -248,3 +248,14 @@ def test_shard_dataset_gathers_across_shards_in_one_call(digits_shards: Path) ->
     full = np.concatenate([np.asarray(s) for s in ds.shards])
     assert torch.equal(images, torch.from_numpy(full[[0, 499, 500, len(ds) - 1]]))
     assert torch.equal(labels, torch.from_numpy(ds.labels[[0, 499, 500, len(ds) - 1]]))
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement(digits_shards: Path, tmp_path: Path) -> None:
+    env = training_env(tmp_path, digits_shards / "train", digits_shards / "validation")
+    # lr 0 and a frozen backbone (batch-norm statistics too): the metric can never improve after epoch 1
+    result = run_step("train.py", "--epochs", "6", "--lr", "0", "--patience", "2", "--feature-extract", "true", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "early stop: no val_weighted_recall improvement in 2 epochs" in result.stdout
+    history = json.loads((tmp_path / "output" / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert json.loads((tmp_path / "model" / "model_config.json").read_text())["best_epoch"] == 1
