@@ -1,0 +1,61 @@
+"""The step scripts, packed reproducibly and addressed by the hash of their content.
+
+The same bytes give the same key, so compiling twice gives the same definition and SageMaker's step
+cache can hit; a changed script gives a new key, so a stale cache never serves old code.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STEPS_DIR = Path(__file__).resolve().parents[2] / "steps"
+
+
+@dataclass(frozen=True)
+class CodeBundle:
+    files: dict[str, bytes]  # name -> content, sorted
+    digest: str
+    tarball: bytes = field(repr=False)
+
+    def prefix(self, bucket: str, pipeline: str) -> str:
+        return f"s3://{bucket}/{pipeline}/code/{self.digest}"
+
+    def sourcedir_uri(self, bucket: str, pipeline: str) -> str:
+        """The training jobs' ``sagemaker_submit_directory``."""
+        return f"{self.prefix(bucket, pipeline)}/sourcedir.tar.gz"
+
+    def scripts_uri(self, bucket: str, pipeline: str) -> str:
+        """The processing jobs' code input: the scripts as plain files."""
+        return f"{self.prefix(bucket, pipeline)}/scripts/"
+
+    def uploads(self, bucket: str, pipeline: str) -> dict[str, bytes]:
+        """Every object `pipeline-upsert` (or the local engine) must put in place before a run."""
+        out = {self.sourcedir_uri(bucket, pipeline): self.tarball}
+        out |= {self.scripts_uri(bucket, pipeline) + name: data for name, data in self.files.items()}
+        return out
+
+
+def pack_steps(directory: Path = STEPS_DIR) -> CodeBundle:
+    files = {
+        p.relative_to(directory).as_posix(): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".txt", ".json")
+    }
+    digest = hashlib.sha256()
+    for name, data in files.items():
+        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+    compressed = gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
+    return CodeBundle(files, digest.hexdigest()[:16], compressed)

@@ -1,0 +1,175 @@
+"""State shared by the per-kind compile functions: session, settings, parameters, compiled outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.compiler.code import CodeBundle
+from pipelines.settings import Settings
+from pipelines.spec import Image, PipelineSpec
+from pipelines.spec.base import PARAM_REF, STEP_REF
+
+CONTAINERS_DIR = Path(__file__).resolve().parents[2] / "containers"
+# used to pick an image when the instance type is a run-time parameter: GPU images also run on CPUs
+_GPU_FOR_IMAGE = "ml.g5.xlarge"
+
+
+class CompileError(Exception):
+    """What the target cannot do, said in one sentence before anything is sent."""
+
+
+def sdk_environment() -> None:
+    """Keep the SDK offline and quiet: no telemetry, no user or admin config files, no v2 banner."""
+    if "SAGEMAKER_USER_CONFIG_OVERRIDE" not in os.environ:
+        config = Path(tempfile.gettempdir()) / "sm-pipelines-sdk-config.yaml"
+        if not config.exists():
+            config.write_text("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n")
+        os.environ["SAGEMAKER_USER_CONFIG_OVERRIDE"] = str(config)
+        os.environ.setdefault("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", str(config))
+    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    import logging
+    import warnings
+
+    # the SDK logs what it pops from definitions, telemetry notices and config keys it applied: noise
+    # here. Set before the first import: the SDK configures these loggers only when they are unset.
+    for name in ("sagemaker", "sagemaker.config", "sagemaker.telemetry.telemetry_logging"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Running within a PipelineSession")
+    import sagemaker.utils
+
+    # the SDK re-checks its whole JSON schema against the config on every config lookup (~0.2 s each, 50+
+    # per compile); the config does not change within a process, so check each distinct one once
+    validate = sagemaker.utils.validate_sagemaker_config
+    if not getattr(validate, "_memoised", False):
+        seen: set[str] = set()
+
+        def validate_once(config: dict | None = None) -> None:
+            key = repr(config)
+            if key not in seen:
+                validate(config)
+                seen.add(key)
+
+        validate_once._memoised = True  # type: ignore[attr-defined]
+        sagemaker.utils.validate_sagemaker_config = validate_once
+
+
+def offline_session(settings: Settings) -> Any:
+    """A PipelineSession that needs neither network nor credentials: its bucket is known up front."""
+    import boto3
+    from sagemaker.workflow.pipeline_context import PipelineSession
+
+    session = PipelineSession(boto_session=boto3.Session(region_name=settings.region))
+    session._default_bucket = settings.bucket  # no S3 lookup or bucket creation
+    return session
+
+
+def container_tag(kind: str) -> str:
+    """Content hash of ``containers/<kind>/``: the tag `make image-build` gives the image."""
+    digest = hashlib.sha256()
+    for path in sorted((CONTAINERS_DIR / kind).rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(CONTAINERS_DIR).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def custom_image_uri(settings: Settings, kind: str) -> str:
+    account = settings.account
+    if account is None:
+        raise CompileError("image: custom needs the AWS account: set SMP_ACCOUNT_ID or SMP_ROLE_ARN")
+    return (f"{account}.dkr.ecr.{settings.region}.amazonaws.com/"
+            f"{settings.image_repository_prefix}-{kind}:{container_tag(kind)}")
+
+
+@dataclass
+class CompileContext:
+    spec: PipelineSpec
+    settings: Settings
+    session: Any
+    code: CodeBundle
+    pipeline_name: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[tuple[str, str], Any] = field(default_factory=dict)  # (step, output) -> property/Join
+    sdk_steps: dict[str, Any] = field(default_factory=dict)  # spec step name -> SDK step (the last one)
+    property_files: dict[str, Any] = field(default_factory=dict)  # evaluation step -> PropertyFile
+    report_files: dict[str, str] = field(default_factory=dict)  # evaluation step -> report file name
+
+    @property
+    def bucket(self) -> str:
+        return self.settings.bucket
+
+    @property
+    def role(self) -> str:
+        return self.settings.role
+
+    def s3(self, *parts: str) -> str:
+        return "/".join([f"s3://{self.bucket}", self.pipeline_name, *parts])
+
+    def value(self, item: Any, as_string: bool = False) -> Any:
+        """A literal, or the pipeline parameter a ``$Name`` names (as a string expression if asked)."""
+        if isinstance(item, str):
+            match = PARAM_REF.match(item)
+            if match:
+                param = self.parameters[match.group(1)]
+                return param.to_string() if as_string and param.parameter_type.python_type is not str else param
+        if as_string and isinstance(item, bool):
+            return "true" if item else "false"
+        return str(item) if as_string else item
+
+    def source(self, text: str) -> Any:
+        """An input's S3 location: a parameter, another step's output, or a literal s3:// URI."""
+        if text.startswith("s3://") or PARAM_REF.match(text):
+            return self.value(text)
+        match = STEP_REF.match(text)
+        assert match, text  # the loader checked every reference
+        return self.outputs[(match.group(1), match.group(2))]
+
+    def image_uri(self, image: Image, scope: str, instance_type: str) -> str:
+        if image.custom:
+            return custom_image_uri(self.settings, "training" if scope == "training" else "inference")
+        from sagemaker import image_uris
+
+        instance = _GPU_FOR_IMAGE if PARAM_REF.match(instance_type) else instance_type
+        try:
+            return str(image_uris.retrieve(
+                "pytorch", region=self.settings.region, version=image.framework_version, py_version=image.py_version,
+                instance_type=instance, image_scope=scope,
+            ))
+        except ValueError as exc:
+            raise CompileError(f"no SageMaker PyTorch {scope} image for {image.framework_version}/{image.py_version}: {exc}") from exc
+
+    def depends_on(self, names: list[str]) -> list[Any] | None:
+        return [self.sdk_steps[n] for n in names] or None
+
+    def cache_config(self, step: Any) -> Any:
+        from sagemaker.workflow.steps import CacheConfig
+
+        if step.cache is None or not step.cache.enabled:
+            return None
+        return CacheConfig(enable_caching=True, expire_after=step.cache.expire_after)
+
+    def retry_policies(self, step: Any, job: bool = True) -> list[Any] | None:
+        from sagemaker.workflow.retry import (
+            SageMakerJobExceptionTypeEnum,
+            SageMakerJobStepRetryPolicy,
+            StepExceptionTypeEnum,
+            StepRetryPolicy,
+        )
+
+        policies: list[Any] = []
+        for retry in step.retry:
+            common = {"max_attempts": retry.max_attempts, "interval_seconds": retry.interval_seconds,
+                      "backoff_rate": retry.backoff_rate}
+            step_types = [StepExceptionTypeEnum(e) for e in retry.errors if e.startswith("Step.")]
+            job_types = [SageMakerJobExceptionTypeEnum(e) for e in retry.errors if e.startswith("SageMaker.")]
+            if step_types:
+                policies.append(StepRetryPolicy(exception_types=step_types, **common))
+            if job_types:
+                if not job:
+                    raise CompileError(f"step '{step.name}': SageMaker.* retry errors apply to job steps only")
+                policies.append(SageMakerJobStepRetryPolicy(exception_types=job_types, **common))
+        return policies or None

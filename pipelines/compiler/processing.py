@@ -1,0 +1,74 @@
+"""``processing`` and ``evaluation`` steps: a script in a processing job, the code mounted as an input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines.compiler.context import CompileContext
+from pipelines.spec import EvaluationSpec, ProcessingSpec
+
+PROCESSING = "/opt/ml/processing"
+
+
+def container_arguments(step: ProcessingSpec, ctx: CompileContext) -> list[Any]:
+    args: list[Any] = []
+    for key, value in step.arguments.items():
+        args.append(f"--{key}")
+        for item in value if isinstance(value, list) else [value]:
+            args.append(ctx.value(item, as_string=True))
+    return args
+
+
+def compile_processing(step: ProcessingSpec, ctx: CompileContext) -> list[Any]:
+    from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
+    from sagemaker.workflow.execution_variables import ExecutionVariables
+    from sagemaker.workflow.functions import Join
+    from sagemaker.workflow.properties import PropertyFile
+    from sagemaker.workflow.steps import ProcessingStep
+
+    processor = Processor(
+        role=ctx.role,
+        image_uri=ctx.image_uri(step.image, "training", step.instance.type),
+        instance_count=step.instance.count,
+        instance_type=ctx.value(step.instance.type),
+        volume_size_in_gb=step.instance.volume_gb,
+        max_runtime_in_seconds=step.max_runtime_seconds,
+        entrypoint=["python3", f"{PROCESSING}/input/code/{step.script}"],
+        env=dict(step.environment) or None,
+        sagemaker_session=ctx.session,
+    )
+    inputs = [
+        ProcessingInput(input_name=name, source=ctx.source(src), destination=f"{PROCESSING}/input/{name}")
+        for name, src in step.inputs.items()
+    ]
+    inputs.append(ProcessingInput(input_name="code", source=ctx.code.scripts_uri(ctx.bucket, ctx.pipeline_name),
+                                  destination=f"{PROCESSING}/input/code"))
+    outputs = [
+        ProcessingOutput(
+            output_name=name,
+            source=f"{PROCESSING}/output/{name}",
+            # per execution, so concurrent executions never overwrite each other
+            destination=Join(on="/", values=[f"s3://{ctx.bucket}", ctx.pipeline_name,
+                                             ExecutionVariables.PIPELINE_EXECUTION_ID, step.name, name]),
+        )
+        for name in step.output_names()
+    ]
+    property_files = None
+    if isinstance(step, EvaluationSpec):
+        report = PropertyFile(name=f"{step.name}-report", output_name="evaluation", path=step.report)
+        ctx.property_files[step.name] = report
+        ctx.report_files[step.name] = step.report
+        property_files = [report]
+    sdk_step = ProcessingStep(
+        name=step.name,
+        display_name=step.display_name,
+        description=step.description,
+        step_args=processor.run(inputs=inputs, outputs=outputs, arguments=container_arguments(step, ctx) or None),
+        property_files=property_files,
+        cache_config=ctx.cache_config(step),
+        retry_policies=ctx.retry_policies(step),
+        depends_on=ctx.depends_on(step.depends_on),
+    )
+    for name in step.output_names():
+        ctx.outputs[(step.name, name)] = sdk_step.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
+    return [sdk_step]

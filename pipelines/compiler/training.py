@@ -1,0 +1,131 @@
+"""``training`` and ``tuning`` steps: the SageMaker PyTorch estimator running steps/train.py."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pipelines.compiler.context import CompileContext
+from pipelines.spec import TrainingSpec, TuningSpec
+
+_SCALING = {"auto": "Auto", "linear": "Linear", "log": "Logarithmic", "reverse_log": "ReverseLogarithmic"}
+
+
+def estimator(step: TrainingSpec, ctx: CompileContext) -> Any:
+    from sagemaker.pytorch import PyTorch
+    from sagemaker.workflow.execution_variables import ExecutionVariables
+    from sagemaker.workflow.functions import Join
+
+    checkpoint = step.checkpoint_s3_uri
+    if checkpoint == "auto":
+        # per execution: a spot restart or a retried job resumes, a new execution starts fresh
+        checkpoint = Join(on="/", values=[f"s3://{ctx.bucket}", ctx.pipeline_name, "checkpoints",
+                                          ExecutionVariables.PIPELINE_EXECUTION_ID, step.name])
+    kwargs: dict[str, Any] = {}
+    if step.image.custom:
+        kwargs["image_uri"] = ctx.image_uri(step.image, "training", step.instance.type)
+    else:
+        kwargs |= {"framework_version": step.image.framework_version, "py_version": step.image.py_version}
+    if step.distribution == "torch_distributed":
+        kwargs["distribution"] = {"torch_distributed": {"enabled": True}}
+    if step.spot is not None:
+        kwargs |= {"use_spot_instances": True, "max_wait": step.spot.max_wait_seconds}
+    if step.keep_alive_seconds:
+        kwargs["keep_alive_period_in_seconds"] = step.keep_alive_seconds
+    return PyTorch(
+        entry_point=step.script,
+        source_dir=ctx.code.sourcedir_uri(ctx.bucket, ctx.pipeline_name),
+        role=ctx.role,
+        instance_count=step.instance.count,
+        instance_type=ctx.value(step.instance.type),
+        volume_size=step.instance.volume_gb,
+        max_run=step.max_runtime_seconds,
+        hyperparameters={k: ctx.value(v) for k, v in step.hyperparameters.items()},
+        metric_definitions=[{"Name": k, "Regex": v} for k, v in step.metrics.items()],
+        checkpoint_s3_uri=checkpoint,
+        environment=dict(step.environment) or None,
+        output_path=ctx.s3(step.name),
+        code_location=ctx.code.prefix(ctx.bucket, ctx.pipeline_name),
+        base_job_name=step.name,
+        disable_profiler=True,
+        debugger_hook_config=False,
+        sagemaker_session=ctx.session,
+        **kwargs,
+    )
+
+
+def training_inputs(step: TrainingSpec, ctx: CompileContext) -> dict[str, Any]:
+    from sagemaker.inputs import TrainingInput
+
+    return {channel: TrainingInput(s3_data=ctx.source(src)) for channel, src in step.inputs.items()}
+
+
+def compile_training(step: TrainingSpec, ctx: CompileContext) -> list[Any]:
+    from sagemaker.workflow.steps import TrainingStep
+
+    sdk_step = TrainingStep(
+        name=step.name,
+        display_name=step.display_name,
+        description=step.description,
+        step_args=estimator(step, ctx).fit(inputs=training_inputs(step, ctx)),
+        cache_config=ctx.cache_config(step),
+        retry_policies=ctx.retry_policies(step),
+        depends_on=ctx.depends_on(step.depends_on),
+    )
+    ctx.outputs[(step.name, "model")] = sdk_step.properties.ModelArtifacts.S3ModelArtifacts
+    return [sdk_step]
+
+
+def _deterministic_tuning_step(job_name: str) -> Any:
+    from sagemaker.workflow.steps import TuningStep
+
+    class DeterministicTuningStep(TuningStep):
+        """The SDK stamps the time into ``sagemaker_job_name``; a fixed name keeps the definition stable."""
+
+        @property
+        def arguments(self) -> Any:
+            args = super().arguments
+            static = args["TrainingJobDefinition"]["StaticHyperParameters"]
+            static["sagemaker_job_name"] = json.dumps(job_name)
+            return args
+
+    return DeterministicTuningStep
+
+
+def compile_tuning(step: TuningSpec, ctx: CompileContext) -> list[Any]:
+    from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner, IntegerParameter
+
+    ranges: dict[str, Any] = {}
+    for name, r in step.ranges.items():
+        if r.type == "continuous":
+            ranges[name] = ContinuousParameter(r.min, r.max, scaling_type=_SCALING[r.scaling])
+        elif r.type == "integer":
+            ranges[name] = IntegerParameter(r.min, r.max, scaling_type=_SCALING[r.scaling])
+        else:
+            ranges[name] = CategoricalParameter([str(v) for v in r.values])
+    tuner = HyperparameterTuner(
+        estimator(step, ctx),
+        objective_metric_name=step.objective.metric,
+        objective_type=step.objective.type,
+        hyperparameter_ranges=ranges,
+        metric_definitions=[{"Name": k, "Regex": v} for k, v in step.metrics.items()],
+        strategy=step.strategy,
+        max_jobs=step.max_jobs,
+        max_parallel_jobs=step.max_parallel_jobs,
+        early_stopping_type=step.early_stopping,
+        base_tuning_job_name=step.name,
+    )
+    sdk_step = _deterministic_tuning_step(step.name)(
+        name=step.name,
+        display_name=step.display_name,
+        description=step.description,
+        step_args=tuner.fit(inputs=training_inputs(step, ctx)),
+        cache_config=ctx.cache_config(step),
+        retry_policies=ctx.retry_policies(step),
+        depends_on=ctx.depends_on(step.depends_on),
+    )
+    # the best job's model: <output_path>/<training job name>/output/model.tar.gz
+    ctx.outputs[(step.name, "model")] = sdk_step.get_top_model_s3_uri(
+        top_k=0, s3_bucket=ctx.bucket, prefix=f"{ctx.pipeline_name}/{step.name}"
+    )
+    return [sdk_step]

@@ -1,0 +1,43 @@
+"""Settings that belong to the account, not the pipeline: region, role, bucket, name prefix.
+
+Read from the environment (``SMP_*``; the region also from ``AWS_REGION``/``AWS_DEFAULT_REGION``) or a
+``.smp.env`` file in the working directory; never from a spec.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# what a compile uses when no bucket is configured: definitions stay valid and deterministic, and
+# `pipeline-upsert` refuses to send one that still names it
+PLACEHOLDER_BUCKET = "sm-pipelines-unset-bucket"
+PLACEHOLDER_ROLE = "arn:aws:iam::000000000000:role/sm-pipelines-unset-role"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SMP_", env_file=".smp.env", extra="ignore", frozen=True)
+
+    region: str = Field("us-east-1", validation_alias=AliasChoices("SMP_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"))
+    role_arn: str | None = Field(None, description="execution role for the pipeline and its jobs")
+    default_bucket: str | None = Field(None, description="bucket for code, outputs and checkpoints")
+    name_prefix: str = Field("", description="prepended to pipeline names, e.g. 'team-a-'")
+    account_id: str | None = Field(None, description="for custom image URIs; defaults to the role's account")
+    image_repository_prefix: str = Field("sm-pipelines", description="ECR repositories <prefix>-training/-inference")
+
+    @property
+    def bucket(self) -> str:
+        return self.default_bucket or PLACEHOLDER_BUCKET
+
+    @property
+    def role(self) -> str:
+        return self.role_arn or PLACEHOLDER_ROLE
+
+    @property
+    def account(self) -> str | None:
+        if self.account_id:
+            return self.account_id
+        match = re.match(r"^arn:aws[a-z-]*:iam::(\d{12}):", self.role_arn or "")
+        return match.group(1) if match else None

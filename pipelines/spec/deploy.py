@@ -1,0 +1,23 @@
+"""``kind: deploy``: a real-time endpoint serving a model (model, endpoint config, endpoint)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from pipelines.spec.base import Image, Instance, StepBase
+
+
+class DeploySpec(StepBase):
+    kind: Literal["deploy"]
+    model: str = Field(description="the model artifact: train.model or tune.model")
+    endpoint_name: str = Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+    instance: Instance = Instance(type="ml.m5.large")
+    image: Image = Image()
+
+    def references(self) -> list[tuple[tuple[str | int, ...], str]]:
+        return [(("model",), self.model)]
+
+    def output_names(self) -> list[str]:
+        return ["endpoint"]

@@ -1,0 +1,23 @@
+"""``kind: evaluation``: a processing job that publishes ``evaluation.json`` as a property file."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from pipelines.spec.processing import ProcessingSpec
+
+
+class EvaluationSpec(ProcessingSpec):
+    kind: Literal["evaluation"]  # type: ignore[assignment]
+    script: str = "evaluate.py"
+    outputs: list[str] = Field(default_factory=lambda: ["evaluation"])
+    report: str = Field("evaluation.json", description="the report file in the 'evaluation' output")
+    metrics: list[str] = Field(
+        default_factory=lambda: ["weighted_recall"],
+        description="metric names the report holds ({'metrics': {name: {'value': x}}}); the gate may use them",
+    )
+
+    def output_names(self) -> list[str]:
+        return list(dict.fromkeys(["evaluation", *self.outputs]))
