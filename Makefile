@@ -9,7 +9,7 @@ PARAMS ?=
 
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 
-.PHONY: install test lint data bench clean
+.PHONY: install test lint data bench clean validate pipeline-definition pipeline-upsert pipeline-run golden image-build image-push
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,27 @@ data: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py --out docs/benchmarks.md
+
+validate: $(STAMP)
+	$(PY) -m pipelines validate $(CONFIG)
+
+pipeline-definition: $(STAMP)
+	$(PY) -m pipelines definition $(CONFIG)
+
+pipeline-upsert: $(STAMP)
+	$(PY) -m pipelines upsert $(CONFIG)
+
+pipeline-run: $(STAMP)
+	$(PY) -m pipelines run $(CONFIG) $(PARAMS) $(if $(NO_WAIT),--no-wait)
+
+golden: $(STAMP)
+	$(PY) -m pipelines golden
+
+image-build: $(STAMP)
+	$(PY) -m pipelines image-build
+
+image-push: $(STAMP)
+	$(PY) -m pipelines image-push
 
 clean:
 	rm -rf build runs bench/out

@@ -124,16 +124,31 @@ def read_yaml(path: Path) -> tuple[Any, Positions]:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise SpecError([SpecIssue(str(path), 1, 1, "", f"cannot read the spec ({exc.strerror})", "check the path")]) from exc
+        raise SpecError(
+            [SpecIssue(str(path), 1, 1, "", f"cannot read the spec ({exc.strerror})", "check the path")]
+        ) from exc
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise SpecError([SpecIssue(str(path), line, col, "", f"invalid YAML: {exc.problem}", "fix the YAML syntax")]) from exc
+        raise SpecError(
+            [SpecIssue(str(path), line, col, "", f"invalid YAML: {exc.problem}", "fix the YAML syntax")]
+        ) from exc
     if not isinstance(data, dict):
-        raise SpecError([SpecIssue(str(path), 1, 1, "", "the spec must be a mapping with name and steps", "start from config/digits.yaml")])
+        raise SpecError(
+            [
+                SpecIssue(
+                    str(path),
+                    1,
+                    1,
+                    "",
+                    "the spec must be a mapping with name and steps",
+                    "start from config/digits.yaml",
+                )
+            ]
+        )
     return data, Positions(node)
 
 
@@ -155,7 +170,11 @@ def _model_for(annotation: Any, data: Any) -> Any:
     for alt in _unwrap(annotation):
         if isinstance(alt, type) and issubclass(alt, BaseModel):
             if isinstance(data, dict):
-                tags = {n: f for n, f in alt.model_fields.items() if n in ("kind", "type") and typing.get_origin(f.annotation) is typing.Literal}
+                tags = {
+                    n: f
+                    for n, f in alt.model_fields.items()
+                    if n in ("kind", "type") and typing.get_origin(f.annotation) is typing.Literal
+                }
                 if all(data.get(n) in typing.get_args(f.annotation) for n, f in tags.items()):
                     return alt
         elif typing.get_origin(alt) in (list, dict):
@@ -219,7 +238,11 @@ def _pydantic_issue(err: Any, file: str, data: Any, pos: Positions) -> SpecIssue
         fix = "every step needs kind: processing, training, tuning, evaluation, register or deploy"
     elif kind == "string_pattern_mismatch":
         rule = f"{value!r} does not match the pattern {ctx.get('pattern')}"
-        fix = "use letters, digits and hyphens, starting with a letter" if "A-Za-z" in str(ctx.get("pattern")) else "see the spec reference in the README"
+        fix = (
+            "use letters, digits and hyphens, starting with a letter"
+            if "A-Za-z" in str(ctx.get("pattern"))
+            else "see the spec reference in the README"
+        )
     elif kind == "value_error":
         rule = str(ctx.get("error", err["msg"]))
         fix = "see the spec reference in the README"
@@ -277,8 +300,13 @@ class Checker:
             if isinstance(step, RegisterSpec) and step.evaluation is not None:
                 target = self.spec.step(step.evaluation)
                 if not isinstance(target, EvaluationSpec):
-                    self.add((*here, "evaluation"), f"'{step.evaluation}' is not an evaluation step",
-                             self._suggest(step.evaluation, [s.name for s in self.spec.steps if isinstance(s, EvaluationSpec)]))
+                    self.add(
+                        (*here, "evaluation"),
+                        f"'{step.evaluation}' is not an evaluation step",
+                        self._suggest(
+                            step.evaluation, [s.name for s in self.spec.steps if isinstance(s, EvaluationSpec)]
+                        ),
+                    )
             for j, dep in enumerate(step.depends_on):
                 if dep not in self.index:
                     self.add((*here, "depends_on", j), f"unknown step '{dep}'", self._suggest(dep, self.index))
@@ -296,8 +324,11 @@ class Checker:
         seen: dict[str, int] = {}
         for i, step in enumerate(self.spec.steps):
             if step.name in seen:
-                self.add(("steps", i, "name"), f"duplicate step name '{step.name}' (also steps[{seen[step.name]}])",
-                         "give every step a unique name")
+                self.add(
+                    ("steps", i, "name"),
+                    f"duplicate step name '{step.name}' (also steps[{seen[step.name]}])",
+                    "give every step a unique name",
+                )
             seen.setdefault(step.name, i)
 
     def references(self, step: Any, here: Path_) -> None:
@@ -305,8 +336,11 @@ class Checker:
             param = PARAM_REF.match(text)
             if param:
                 if param.group(1) not in self.spec.parameters:
-                    self.add((*here, *path), f"unknown parameter '${param.group(1)}'",
-                             self._suggest(param.group(1), self.spec.parameters) or "declare it under parameters:")
+                    self.add(
+                        (*here, *path),
+                        f"unknown parameter '${param.group(1)}'",
+                        self._suggest(param.group(1), self.spec.parameters) or "declare it under parameters:",
+                    )
                 continue
             if path[0] not in ("inputs", "model"):
                 continue  # literals
@@ -314,8 +348,11 @@ class Checker:
                 continue
             ref = STEP_REF.match(text)
             if not ref:
-                self.add((*here, *path), f"{text!r} is neither $Param, step.output nor s3://...",
-                         "reference another step's output as <step>.<output>, e.g. preprocess.train")
+                self.add(
+                    (*here, *path),
+                    f"{text!r} is neither $Param, step.output nor s3://...",
+                    "reference another step's output as <step>.<output>, e.g. preprocess.train",
+                )
                 continue
             target_name, output = ref.groups()
             target = self.spec.step(target_name)
@@ -324,14 +361,20 @@ class Checker:
             elif target_name == step.name:
                 self.add((*here, *path), "a step cannot consume its own output", "reference an upstream step")
             elif output not in target.output_names():
-                self.add((*here, *path), f"step '{target_name}' has no output '{output}'",
-                         self._suggest(output, target.output_names()))
+                self.add(
+                    (*here, *path),
+                    f"step '{target_name}' has no output '{output}'",
+                    self._suggest(output, target.output_names()),
+                )
 
     def script(self, step: ProcessingSpec | TrainingSpec, here: Path_) -> None:
         path = STEPS_DIR / step.script
         if not path.is_file():
-            self.add((*here, "script"), f"script steps/{step.script} does not exist",
-                     self._suggest(step.script, sorted(p.name for p in STEPS_DIR.glob("*.py"))))
+            self.add(
+                (*here, "script"),
+                f"script steps/{step.script} does not exist",
+                self._suggest(step.script, sorted(p.name for p in STEPS_DIR.glob("*.py"))),
+            )
             return
         options = script_options(path)
         given = step.hyperparameters if isinstance(step, TrainingSpec) else step.arguments
@@ -339,71 +382,126 @@ class Checker:
         if options:
             for name in given:
                 if name not in options:
-                    self.add((*here, key, name), f"steps/{step.script} has no option --{name}",
-                             self._suggest(name, sorted(o for o in options if "_" not in o)))
+                    self.add(
+                        (*here, key, name),
+                        f"steps/{step.script} has no option --{name}",
+                        self._suggest(name, sorted(o for o in options if "_" not in o)),
+                    )
         if isinstance(step, TuningSpec) and options:
             for name in step.ranges:
                 if name not in options:
-                    self.add((*here, "ranges", name), f"steps/{step.script} has no option --{name} to tune",
-                             self._suggest(name, sorted(o for o in options if "_" not in o)))
+                    self.add(
+                        (*here, "ranges", name),
+                        f"steps/{step.script} has no option --{name} to tune",
+                        self._suggest(name, sorted(o for o in options if "_" not in o)),
+                    )
 
     def training(self, step: TrainingSpec, here: Path_) -> None:
         if step.spot is not None and step.checkpoint_s3_uri is None:
-            self.add((*here, "spot"), "spot training without checkpoints loses all progress when the instance is reclaimed",
-                     "add checkpoint_s3_uri: auto (or an s3:// URI)")
+            self.add(
+                (*here, "spot"),
+                "spot training without checkpoints loses all progress when the instance is reclaimed",
+                "add checkpoint_s3_uri: auto (or an s3:// URI)",
+            )
         if step.spot is not None and step.keep_alive_seconds:
-            self.add((*here, "keep_alive_seconds"), "warm pools are not available for spot training",
-                     "remove keep_alive_seconds or spot")
+            self.add(
+                (*here, "keep_alive_seconds"),
+                "warm pools are not available for spot training",
+                "remove keep_alive_seconds or spot",
+            )
         if step.spot is not None and step.spot.max_wait_seconds < step.max_runtime_seconds:
-            self.add((*here, "spot", "max_wait_seconds"),
-                     f"max_wait_seconds ({step.spot.max_wait_seconds}) is below max_runtime_seconds ({step.max_runtime_seconds})",
-                     "SageMaker needs max_wait >= max_runtime: raise max_wait_seconds or lower max_runtime_seconds")
+            self.add(
+                (*here, "spot", "max_wait_seconds"),
+                f"max_wait_seconds ({step.spot.max_wait_seconds}) is below "
+                f"max_runtime_seconds ({step.max_runtime_seconds})",
+                "SageMaker needs max_wait >= max_runtime: raise max_wait_seconds or lower max_runtime_seconds",
+            )
         if step.checkpoint_s3_uri not in (None, "auto") and not str(step.checkpoint_s3_uri).startswith("s3://"):
-            self.add((*here, "checkpoint_s3_uri"), f"{step.checkpoint_s3_uri!r} is not an s3:// URI", "use auto or s3://bucket/prefix")
+            self.add(
+                (*here, "checkpoint_s3_uri"),
+                f"{step.checkpoint_s3_uri!r} is not an s3:// URI",
+                "use auto or s3://bucket/prefix",
+            )
         if step.distribution == "torch_distributed":
             # the SDK decides the launcher from the instance type when the definition is built
             if step.instance.is_parameter:
-                self.add((*here, "instance", "type"), "torch_distributed needs a literal instance type, not a parameter",
-                         "write the GPU instance type, e.g. ml.g5.12xlarge")
+                self.add(
+                    (*here, "instance", "type"),
+                    "torch_distributed needs a literal instance type, not a parameter",
+                    "write the GPU instance type, e.g. ml.g5.12xlarge",
+                )
             elif not GPU_INSTANCE.match(step.instance.type):
-                self.add((*here, "instance", "type"), f"torch_distributed needs a GPU instance type; {step.instance.type} has none",
-                         "use ml.g5.*, ml.g6.*, ml.p4d.* or ml.p5.*, or distribution: none")
+                self.add(
+                    (*here, "instance", "type"),
+                    f"torch_distributed needs a GPU instance type; {step.instance.type} has none",
+                    "use ml.g5.*, ml.g6.*, ml.p4d.* or ml.p5.*, or distribution: none",
+                )
         for name in step.metrics:
             if not re.fullmatch(r"[A-Za-z0-9_:.\-/]{1,255}", name):
-                self.add((*here, "metrics", name), f"metric name {name!r} has characters SageMaker refuses", "use letters, digits, _ . : - /")
+                self.add(
+                    (*here, "metrics", name),
+                    f"metric name {name!r} has characters SageMaker refuses",
+                    "use letters, digits, _ . : - /",
+                )
         if isinstance(step, TuningSpec) and step.objective.metric not in step.metrics:
-            self.add((*here, "objective", "metric"), f"no metric definition produces the objective '{step.objective.metric}'",
-                     self._suggest(step.objective.metric, step.metrics) or "add it under metrics: with a regex")
+            self.add(
+                (*here, "objective", "metric"),
+                f"no metric definition produces the objective '{step.objective.metric}'",
+                self._suggest(step.objective.metric, step.metrics) or "add it under metrics: with a regex",
+            )
         if isinstance(step, TuningSpec):
             for name in step.ranges:
                 if name in step.hyperparameters:
-                    self.add((*here, "ranges", name), f"'{name}' is both a fixed hyperparameter and a tuned range",
-                             "remove it from hyperparameters")
+                    self.add(
+                        (*here, "ranges", name),
+                        f"'{name}' is both a fixed hyperparameter and a tuned range",
+                        "remove it from hyperparameters",
+                    )
 
     def gate(self) -> None:
         gate = self.spec.gate
         gated = [i for i, s in enumerate(self.spec.steps) if isinstance(s, RegisterSpec | DeploySpec)]
         if gate is None:
             for i in gated:
-                self.add(("steps", i, "kind"), f"{self.spec.steps[i].kind} steps run only behind a quality gate",
-                         "add gate: {metric: <evaluation>.<metric>, threshold: $Param}")
+                self.add(
+                    ("steps", i, "kind"),
+                    f"{self.spec.steps[i].kind} steps run only behind a quality gate",
+                    "add gate: {metric: <evaluation>.<metric>, threshold: $Param}",
+                )
             return
         step_name, _, metric = gate.metric.partition(".")
         target = self.spec.step(step_name)
         if not isinstance(target, EvaluationSpec):
             evals = [s.name for s in self.spec.steps if isinstance(s, EvaluationSpec)]
-            self.add(("gate", "metric"), f"'{step_name}' is not an evaluation step", self._suggest(step_name, evals) or "add an evaluation step")
+            self.add(
+                ("gate", "metric"),
+                f"'{step_name}' is not an evaluation step",
+                self._suggest(step_name, evals) or "add an evaluation step",
+            )
         elif metric not in target.metrics:
-            self.add(("gate", "metric"), f"evaluation step '{step_name}' produces no metric '{metric}'",
-                     self._suggest(metric, target.metrics) or "list it under the evaluation step's metrics:")
+            self.add(
+                ("gate", "metric"),
+                f"evaluation step '{step_name}' produces no metric '{metric}'",
+                self._suggest(metric, target.metrics) or "list it under the evaluation step's metrics:",
+            )
         if isinstance(gate.threshold, str):
             param = PARAM_REF.match(gate.threshold)
             if not param:
-                self.add(("gate", "threshold"), f"{gate.threshold!r} is neither a number nor $Param", "write 0.9 or $AccuracyThreshold")
+                self.add(
+                    ("gate", "threshold"),
+                    f"{gate.threshold!r} is neither a number nor $Param",
+                    "write 0.9 or $AccuracyThreshold",
+                )
             elif param.group(1) not in self.spec.parameters:
-                self.add(("gate", "threshold"), f"unknown parameter '{gate.threshold}'", self._suggest(param.group(1), self.spec.parameters))
+                self.add(
+                    ("gate", "threshold"),
+                    f"unknown parameter '{gate.threshold}'",
+                    self._suggest(param.group(1), self.spec.parameters),
+                )
             elif self.spec.parameters[param.group(1)].type not in ("Float", "Integer"):
-                self.add(("gate", "threshold"), f"parameter '{param.group(1)}' is not a number", "declare it type: Float")
+                self.add(
+                    ("gate", "threshold"), f"parameter '{param.group(1)}' is not a number", "declare it type: Float"
+                )
 
     def cycles(self) -> None:
         graph = {s.name: set(dependencies(s)) for s in self.spec.steps}
@@ -411,8 +509,11 @@ class Checker:
             tuple(graphlib.TopologicalSorter(graph).static_order())
         except graphlib.CycleError as exc:
             cycle = exc.args[1]
-            self.add(("steps", self.index[cycle[0]]), f"steps form a cycle: {' -> '.join(cycle)}",
-                     "remove one of the references or depends_on entries")
+            self.add(
+                ("steps", self.index[cycle[0]]),
+                f"steps form a cycle: {' -> '.join(cycle)}",
+                "remove one of the references or depends_on entries",
+            )
 
 
 def dependencies(step: Any) -> list[str]:

@@ -18,7 +18,9 @@ PLACEHOLDER_ROLE = "arn:aws:iam::000000000000:role/sm-pipelines-unset-role"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SMP_", env_file=".smp.env", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="SMP_", env_file=".smp.env", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     region: str = Field("us-east-1", validation_alias=AliasChoices("SMP_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"))
     role_arn: str | None = Field(None, description="execution role for the pipeline and its jobs")

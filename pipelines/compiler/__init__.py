@@ -70,7 +70,12 @@ def compile_pipeline(spec: PipelineSpec, settings: Settings | None = None) -> Co
     settings = settings or Settings()
     name = f"{settings.name_prefix}{spec.name}"
     ctx = CompileContext(spec, settings, offline_session(settings), pack_steps(), name)
-    kinds = {"String": ParameterString, "Integer": ParameterInteger, "Float": ParameterFloat, "Boolean": ParameterBoolean}
+    kinds: dict[str, Any] = {
+        "String": ParameterString,
+        "Integer": ParameterInteger,
+        "Float": ParameterFloat,
+        "Boolean": ParameterBoolean,
+    }
     for pname, p in spec.parameters.items():
         ctx.parameters[pname] = kinds[p.type](name=pname, default_value=p.default)
 

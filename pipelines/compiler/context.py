@@ -28,7 +28,9 @@ def sdk_environment() -> None:
     if "SAGEMAKER_USER_CONFIG_OVERRIDE" not in os.environ:
         config = Path(tempfile.gettempdir()) / "sm-pipelines-sdk-config.yaml"
         if not config.exists():
-            config.write_text("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n")
+            config.write_text(
+                "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
+            )
         os.environ["SAGEMAKER_USER_CONFIG_OVERRIDE"] = str(config)
         os.environ.setdefault("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", str(config))
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
@@ -51,11 +53,11 @@ def sdk_environment() -> None:
         def validate_once(config: dict | None = None) -> None:
             key = repr(config)
             if key not in seen:
-                validate(config)
+                validate(config)  # type: ignore[arg-type]
                 seen.add(key)
 
         validate_once._memoised = True  # type: ignore[attr-defined]
-        sagemaker.utils.validate_sagemaker_config = validate_once
+        sagemaker.utils.validate_sagemaker_config = validate_once  # type: ignore[assignment]
 
 
 def offline_session(settings: Settings) -> Any:
@@ -63,8 +65,13 @@ def offline_session(settings: Settings) -> Any:
     import boto3
     from sagemaker.workflow.pipeline_context import PipelineSession
 
-    session = PipelineSession(boto_session=boto3.Session(region_name=settings.region))
-    session._default_bucket = settings.bucket  # no S3 lookup or bucket creation
+    # Static placeholder keys stop botocore's credential chain from probing the instance metadata
+    # service when the SDK creates its clients; a PipelineSession never calls AWS, so they are never sent.
+    boto_session = boto3.Session(
+        region_name=settings.region, aws_access_key_id="offline-compile", aws_secret_access_key="offline-compile"
+    )
+    session = PipelineSession(boto_session=boto_session)
+    session._default_bucket = settings.bucket  # type: ignore[assignment]  # no S3 lookup or bucket creation
     return session
 
 
@@ -81,8 +88,10 @@ def custom_image_uri(settings: Settings, kind: str) -> str:
     account = settings.account
     if account is None:
         raise CompileError("image: custom needs the AWS account: set SMP_ACCOUNT_ID or SMP_ROLE_ARN")
-    return (f"{account}.dkr.ecr.{settings.region}.amazonaws.com/"
-            f"{settings.image_repository_prefix}-{kind}:{container_tag(kind)}")
+    return (
+        f"{account}.dkr.ecr.{settings.region}.amazonaws.com/"
+        f"{settings.image_repository_prefix}-{kind}:{container_tag(kind)}"
+    )
 
 
 @dataclass
@@ -135,12 +144,20 @@ class CompileContext:
 
         instance = _GPU_FOR_IMAGE if PARAM_REF.match(instance_type) else instance_type
         try:
-            return str(image_uris.retrieve(
-                "pytorch", region=self.settings.region, version=image.framework_version, py_version=image.py_version,
-                instance_type=instance, image_scope=scope,
-            ))
+            return str(
+                image_uris.retrieve(
+                    "pytorch",
+                    region=self.settings.region,
+                    version=image.framework_version,
+                    py_version=image.py_version,
+                    instance_type=instance,
+                    image_scope=scope,
+                )
+            )
         except ValueError as exc:
-            raise CompileError(f"no SageMaker PyTorch {scope} image for {image.framework_version}/{image.py_version}: {exc}") from exc
+            raise CompileError(
+                f"no SageMaker PyTorch {scope} image for {image.framework_version}/{image.py_version}: {exc}"
+            ) from exc
 
     def depends_on(self, names: list[str]) -> list[Any] | None:
         return [self.sdk_steps[n] for n in names] or None
@@ -162,8 +179,11 @@ class CompileContext:
 
         policies: list[Any] = []
         for retry in step.retry:
-            common = {"max_attempts": retry.max_attempts, "interval_seconds": retry.interval_seconds,
-                      "backoff_rate": retry.backoff_rate}
+            common = {
+                "max_attempts": retry.max_attempts,
+                "interval_seconds": retry.interval_seconds,
+                "backoff_rate": retry.backoff_rate,
+            }
             step_types = [StepExceptionTypeEnum(e) for e in retry.errors if e.startswith("Step.")]
             job_types = [SageMakerJobExceptionTypeEnum(e) for e in retry.errors if e.startswith("SageMaker.")]
             if step_types:

@@ -39,8 +39,9 @@ def compile_deploy(step: DeploySpec, ctx: CompileContext) -> list[Any]:
         name=step.name,
         display_name=step.display_name,
         description=step.description,
-        step_args=ctx.session.create_endpoint(endpoint_name=step.endpoint_name,
-                                              config_name=config_step.properties.EndpointConfigName),
+        step_args=ctx.session.create_endpoint(
+            endpoint_name=step.endpoint_name, config_name=config_step.properties.EndpointConfigName
+        ),
     )
     ctx.outputs[(step.name, "endpoint")] = endpoint_step.properties.EndpointName
     return [model_step, config_step, endpoint_step]

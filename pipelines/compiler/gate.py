@@ -21,20 +21,29 @@ def compile_gate(gate: GateSpec, gated: list[Any], ctx: CompileContext) -> Any:
     from sagemaker.workflow.functions import Join, JsonGet
 
     step_name, _, metric = gate.metric.partition(".")
-    value = JsonGet(step_name=step_name, property_file=ctx.property_files[step_name],
-                    json_path=f"metrics.{metric}.value")
+    value = JsonGet(
+        step_name=step_name, property_file=ctx.property_files[step_name], json_path=f"metrics.{metric}.value"
+    )
     threshold = ctx.value(gate.threshold)
     condition = {
-        ">=": ConditionGreaterThanOrEqualTo, ">": ConditionGreaterThan,
-        "<=": ConditionLessThanOrEqualTo, "<": ConditionLessThan,
-    }[gate.comparison](left=value, right=threshold)
+        ">=": ConditionGreaterThanOrEqualTo,
+        ">": ConditionGreaterThan,
+        "<=": ConditionLessThanOrEqualTo,
+        "<": ConditionLessThan,
+    }[gate.comparison](left=value, right=threshold)  # type: ignore[arg-type]  # JsonGet is accepted at run time
     fail = FailStep(
         name="quality-gate-failed",
         display_name="Quality gate failed",
-        error_message=Join(on=" ", values=[
-            f"{gate.metric} =", value, f"does not pass the gate ({gate.comparison}", threshold,
-            "); the model was not registered or deployed.",
-        ]),
+        error_message=Join(
+            on=" ",
+            values=[
+                f"{gate.metric} =",
+                value,
+                f"does not pass the gate ({gate.comparison}",
+                threshold,
+                "); the model was not registered or deployed.",
+            ],
+        ),
     )
     return ConditionStep(
         name="quality-gate",

@@ -41,15 +41,28 @@ def compile_processing(step: ProcessingSpec, ctx: CompileContext) -> list[Any]:
         ProcessingInput(input_name=name, source=ctx.source(src), destination=f"{PROCESSING}/input/{name}")
         for name, src in step.inputs.items()
     ]
-    inputs.append(ProcessingInput(input_name="code", source=ctx.code.scripts_uri(ctx.bucket, ctx.pipeline_name),
-                                  destination=f"{PROCESSING}/input/code"))
+    inputs.append(
+        ProcessingInput(
+            input_name="code",
+            source=ctx.code.scripts_uri(ctx.bucket, ctx.pipeline_name),
+            destination=f"{PROCESSING}/input/code",
+        )
+    )
     outputs = [
         ProcessingOutput(
             output_name=name,
             source=f"{PROCESSING}/output/{name}",
             # per execution, so concurrent executions never overwrite each other
-            destination=Join(on="/", values=[f"s3://{ctx.bucket}", ctx.pipeline_name,
-                                             ExecutionVariables.PIPELINE_EXECUTION_ID, step.name, name]),
+            destination=Join(
+                on="/",
+                values=[
+                    f"s3://{ctx.bucket}",
+                    ctx.pipeline_name,
+                    ExecutionVariables.PIPELINE_EXECUTION_ID,
+                    step.name,
+                    name,
+                ],
+            ),
         )
         for name in step.output_names()
     ]

@@ -16,11 +16,19 @@ def estimator(step: TrainingSpec, ctx: CompileContext) -> Any:
     from sagemaker.workflow.execution_variables import ExecutionVariables
     from sagemaker.workflow.functions import Join
 
-    checkpoint = step.checkpoint_s3_uri
+    checkpoint: Any = step.checkpoint_s3_uri
     if checkpoint == "auto":
         # per execution: a spot restart or a retried job resumes, a new execution starts fresh
-        checkpoint = Join(on="/", values=[f"s3://{ctx.bucket}", ctx.pipeline_name, "checkpoints",
-                                          ExecutionVariables.PIPELINE_EXECUTION_ID, step.name])
+        checkpoint = Join(
+            on="/",
+            values=[
+                f"s3://{ctx.bucket}",
+                ctx.pipeline_name,
+                "checkpoints",
+                ExecutionVariables.PIPELINE_EXECUTION_ID,
+                step.name,
+            ],
+        )
     kwargs: dict[str, Any] = {}
     if step.image.custom:
         kwargs["image_uri"] = ctx.image_uri(step.image, "training", step.instance.type)
@@ -84,7 +92,7 @@ def _deterministic_tuning_step(job_name: str) -> Any:
 
         @property
         def arguments(self) -> Any:
-            args = super().arguments
+            args: Any = super().arguments
             static = args["TrainingJobDefinition"]["StaticHyperParameters"]
             static["sagemaker_job_name"] = json.dumps(job_name)
             return args
@@ -107,7 +115,7 @@ def compile_tuning(step: TuningSpec, ctx: CompileContext) -> list[Any]:
         estimator(step, ctx),
         objective_metric_name=step.objective.metric,
         objective_type=step.objective.type,
-        hyperparameter_ranges=ranges,
+        hyperparameter_ranges=ranges,  # type: ignore[arg-type]
         metric_definitions=[{"Name": k, "Regex": v} for k, v in step.metrics.items()],
         strategy=step.strategy,
         max_jobs=step.max_jobs,

@@ -10,6 +10,19 @@ from pipelines.spec.training import Spot, TrainingSpec
 from pipelines.spec.tuning import TuningSpec
 
 __all__ = [
-    "Cache", "DeploySpec", "EvaluationSpec", "GateSpec", "Image", "Instance", "ParameterSpec", "PipelineSpec",
-    "ProcessingSpec", "RegisterSpec", "Retry", "Spot", "StepSpec", "TrainingSpec", "TuningSpec",
+    "Cache",
+    "DeploySpec",
+    "EvaluationSpec",
+    "GateSpec",
+    "Image",
+    "Instance",
+    "ParameterSpec",
+    "PipelineSpec",
+    "ProcessingSpec",
+    "RegisterSpec",
+    "Retry",
+    "Spot",
+    "StepSpec",
+    "TrainingSpec",
+    "TuningSpec",
 ]

@@ -22,7 +22,10 @@ class RegisterSpec(StepBase):
     transform_instances: list[str] = Field(default_factory=lambda: ["ml.m5.large"])
 
     def references(self) -> list[tuple[tuple[str | int, ...], str]]:
-        refs: list[tuple[tuple[str | int, ...], str]] = [(("model",), self.model), (("approval_status",), self.approval_status)]
+        refs: list[tuple[tuple[str | int, ...], str]] = [
+            (("model",), self.model),
+            (("approval_status",), self.approval_status),
+        ]
         return refs
 
     def output_names(self) -> list[str]:

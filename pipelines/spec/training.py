@@ -17,7 +17,9 @@ class Spot(Model):
 class TrainingSpec(ScriptStep):
     kind: Literal["training"]
     script: str = "train.py"
-    inputs: dict[str, str] = Field(default_factory=dict, description="channel -> source ($Param, step.output, s3://...)")
+    inputs: dict[str, str] = Field(
+        default_factory=dict, description="channel -> source ($Param, step.output, s3://...)"
+    )
     hyperparameters: dict[str, Scalar] = Field(default_factory=dict, description="--name value ($Param allowed)")
     metrics: dict[str, str] = Field(default_factory=dict, description="metric name -> regex with one capture group")
     distribution: Literal["none", "torch_distributed"] = "none"

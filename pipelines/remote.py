@@ -1,0 +1,263 @@
+"""SageMaker Pipelines, for real: upload the code, create or update the pipeline, start and follow executions.
+
+The only module besides the compiler that talks to AWS (through boto3; the definition was compiled
+offline). Failures print the failing step, its reason and the tail of its CloudWatch logs from every
+host; successes download the model artifact and the evaluation report.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from pipelines.settings import PLACEHOLDER_BUCKET, Settings
+from pipelines.spec import PipelineSpec
+
+TERMINAL = ("Succeeded", "Failed", "Stopped")
+LOG_GROUPS = {"TrainingJob": "/aws/sagemaker/TrainingJobs", "ProcessingJob": "/aws/sagemaker/ProcessingJobs"}
+
+
+class RemoteError(Exception):
+    """A problem the user can fix (settings, parameters); the CLI prints it and exits 2."""
+
+
+def require_settings(settings: Settings) -> None:
+    """Upsert and run need a real role, bucket and region before any call is made."""
+    missing = []
+    if not settings.role_arn:
+        missing.append("SMP_ROLE_ARN (the pipeline's execution role ARN)")
+    if not settings.default_bucket or settings.default_bucket == PLACEHOLDER_BUCKET:
+        missing.append("SMP_DEFAULT_BUCKET (bucket for code, outputs and checkpoints)")
+    if not settings.region:
+        missing.append("SMP_REGION or AWS_REGION")
+    if missing:
+        raise RemoteError("missing settings: " + "; ".join(missing) + ". Set them in the environment or .smp.env")
+
+
+def parse_overrides(spec: PipelineSpec, pairs: list[str]) -> dict[str, Any]:
+    """``Name=Value`` overrides checked against the declared parameters and their types."""
+    from pipelines.loader import did_you_mean
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep:
+            raise RemoteError(f"parameter override {pair!r} is not Name=Value")
+        declared = spec.parameters.get(name)
+        if declared is None:
+            hint = did_you_mean(name, spec.parameters)
+            raise RemoteError(
+                f"unknown parameter '{name}'"
+                + (f"; {hint}" if hint else "")
+                + f". Declared: {', '.join(spec.parameters) or 'none'}"
+            )
+        try:
+            if declared.type == "Integer":
+                value: Any = int(text)
+            elif declared.type == "Float":
+                value = float(text)
+            elif declared.type == "Boolean":
+                if text.lower() not in ("true", "false"):
+                    raise ValueError
+                value = text.lower() == "true"
+            else:
+                value = text
+        except ValueError:
+            raise RemoteError(f"parameter '{name}' is {declared.type}; {text!r} is not one") from None
+        out[name] = value
+    return out
+
+
+def _s3_parts(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+@dataclass
+class Remote:
+    settings: Settings
+    session: Any = None  # boto3.Session
+    echo: Callable[[str], None] = print
+
+    def __post_init__(self) -> None:
+        if self.session is None:
+            import boto3
+
+            self.session = boto3.Session(region_name=self.settings.region)
+        self.sm = self.session.client("sagemaker")
+        self.s3 = self.session.client("s3")
+        self.logs = self.session.client("logs")
+
+    # ----------------------------------------------------------------- upsert
+
+    def upload_code(self, uploads: dict[str, bytes]) -> int:
+        """Put the content-addressed code objects in place; ones already there are left alone."""
+        put = 0
+        for uri, data in sorted(uploads.items()):
+            bucket, key = _s3_parts(uri)
+            try:
+                self.s3.head_object(Bucket=bucket, Key=key)
+                continue
+            except self.s3.exceptions.ClientError:
+                pass
+            self.s3.put_object(Bucket=bucket, Key=key, Body=data)
+            put += 1
+        return put
+
+    def upsert(self, name: str, definition: str, spec: PipelineSpec, uploads: dict[str, bytes]) -> str:
+        require_settings(self.settings)
+        put = self.upload_code(uploads)
+        self.echo(f"code: {put} new object(s) uploaded, {len(uploads) - put} already in place")
+        tags = [{"Key": k, "Value": v} for k, v in sorted(spec.tags.items())]
+        common = {
+            "PipelineName": name,
+            "PipelineDisplayName": name,
+            "PipelineDefinition": definition,
+            "PipelineDescription": spec.description or "",
+            "RoleArn": self.settings.role_arn,
+        }
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.sm.create_pipeline(**common, Tags=tags)
+            self.echo(f"created pipeline {name}")
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            # SageMaker answers ValidationException '... already exists' (as the SDK's upsert expects)
+            exists = error.get("Code") == "ResourceInUse" or (
+                error.get("Code") == "ValidationException" and "already exists" in error.get("Message", "")
+            )
+            if not exists:
+                raise
+            response = self.sm.update_pipeline(**common)
+            self.echo(f"updated pipeline {name}")
+        return str(response["PipelineArn"])
+
+    # ----------------------------------------------------------------- run
+
+    def start(self, name: str, parameters: dict[str, Any], display_name: str | None = None) -> str:
+        require_settings(self.settings)
+        kwargs: dict[str, Any] = {
+            "PipelineName": name,
+            "PipelineParameters": [
+                {"Name": k, "Value": json.dumps(v) if isinstance(v, bool) else str(v)} for k, v in parameters.items()
+            ],
+        }
+        if display_name:
+            kwargs["PipelineExecutionDisplayName"] = display_name
+        arn = str(self.sm.start_pipeline_execution(**kwargs)["PipelineExecutionArn"])
+        self.echo(f"started {arn}")
+        return arn
+
+    def steps(self, execution_arn: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        token = None
+        while True:
+            kwargs = {"PipelineExecutionArn": execution_arn, "SortOrder": "Ascending"}
+            if token:
+                kwargs["NextToken"] = token
+            page = self.sm.list_pipeline_execution_steps(**kwargs)
+            out += page.get("PipelineExecutionSteps", [])
+            token = page.get("NextToken")
+            if not token:
+                return out
+
+    def wait(self, execution_arn: str, poll_seconds: float = 15.0, sleep: Callable[[float], None] = time.sleep) -> str:
+        """Print each step's status changes until the execution ends; return its final status."""
+        seen: dict[str, str] = {}
+        while True:
+            status = self.sm.describe_pipeline_execution(PipelineExecutionArn=execution_arn)["PipelineExecutionStatus"]
+            for step in self.steps(execution_arn):
+                name, step_status = step["StepName"], step["StepStatus"]
+                if seen.get(name) != step_status:
+                    seen[name] = step_status
+                    cached = " (cache hit)" if step.get("CacheHitResult") else ""
+                    self.echo(f"  {name}: {step_status}{cached}")
+            if status in TERMINAL:
+                self.echo(f"execution {status}")
+                return str(status)
+            sleep(poll_seconds)
+
+    # ----------------------------------------------------------------- failure report
+
+    def failure_report(self, execution_arn: str, tail: int = 30) -> list[str]:
+        lines: list[str] = []
+        for step in self.steps(execution_arn):
+            if step["StepStatus"] != "Failed":
+                continue
+            lines.append(f"step '{step['StepName']}' failed: {step.get('FailureReason', 'no reason given')}")
+            job_type, job_name = job_of(step)
+            if job_type in LOG_GROUPS and job_name:
+                for stream, events in self.log_tails(LOG_GROUPS[job_type], job_name, tail):
+                    lines.append(f"--- {stream} (last {len(events)} lines)")
+                    lines += [f"    {e}" for e in events]
+        return lines
+
+    def log_streams(self, group: str, job_name: str) -> Iterator[str]:
+        """Every host's log stream of a job (``<job>/algo-1-...``), across pages."""
+        token = None
+        while True:
+            kwargs = {"logGroupName": group, "logStreamNamePrefix": f"{job_name}/"}
+            if token:
+                kwargs["nextToken"] = token
+            try:
+                page = self.logs.describe_log_streams(**kwargs)
+            except self.logs.exceptions.ResourceNotFoundException:
+                return
+            for stream in page.get("logStreams", []):
+                yield stream["logStreamName"]
+            token = page.get("nextToken")
+            if not token:
+                return
+
+    def log_tails(self, group: str, job_name: str, tail: int) -> list[tuple[str, list[str]]]:
+        out = []
+        for stream in list(self.log_streams(group, job_name)):
+            page = self.logs.get_log_events(logGroupName=group, logStreamName=stream, limit=tail, startFromHead=False)
+            out.append((stream, [e["message"].rstrip() for e in page.get("events", [])]))
+        return out
+
+    # ----------------------------------------------------------------- success: fetch results
+
+    def download_results(self, execution_arn: str, into: Path) -> list[Path]:
+        """The trained model artifact and the evaluation report(s) of a finished execution."""
+        into.mkdir(parents=True, exist_ok=True)
+        fetched: list[Path] = []
+        for step in self.steps(execution_arn):
+            job_type, job_name = job_of(step)
+            if job_type == "TrainingJob" and job_name:
+                uri = self.sm.describe_training_job(TrainingJobName=job_name)["ModelArtifacts"]["S3ModelArtifacts"]
+                fetched.append(self._download(uri, into / step["StepName"] / "model.tar.gz"))
+            elif job_type == "TuningJob" and job_name:
+                best = self.sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=job_name)
+                name = best.get("BestTrainingJob", {}).get("TrainingJobName")
+                if name:
+                    uri = self.sm.describe_training_job(TrainingJobName=name)["ModelArtifacts"]["S3ModelArtifacts"]
+                    fetched.append(self._download(uri, into / step["StepName"] / "model.tar.gz"))
+            elif job_type == "ProcessingJob" and job_name:
+                job = self.sm.describe_processing_job(ProcessingJobName=job_name)
+                for output in job.get("ProcessingOutputConfig", {}).get("Outputs", []):
+                    if output["OutputName"] == "evaluation":
+                        uri = output["S3Output"]["S3Uri"].rstrip("/") + "/evaluation.json"
+                        fetched.append(self._download(uri, into / step["StepName"] / "evaluation.json"))
+        return fetched
+
+    def _download(self, uri: str, path: Path) -> Path:
+        bucket, key = _s3_parts(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.s3.download_file(bucket, key, str(path))
+        self.echo(f"downloaded {uri} -> {path}")
+        return path
+
+
+def job_of(step: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(job type, job name) from a step's metadata, e.g. ('TrainingJob', 'pipelines-abc-train-xyz')."""
+    for job_type, meta in step.get("Metadata", {}).items():
+        if isinstance(meta, dict) and "Arn" in meta:
+            return job_type, meta["Arn"].rsplit("/", 1)[-1]
+    return None, None

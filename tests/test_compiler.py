@@ -1,0 +1,219 @@
+"""Compiling specs: golden definitions, determinism, offline, and the contract with steps/train.py."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+from pipelines.compiler import compile_pipeline
+from pipelines.compiler.code import pack_steps
+from pipelines.compiler.context import CompileError, container_tag
+from pipelines.golden import GOLDEN_DIR, GOLDEN_SETTINGS, golden_definition
+from pipelines.loader import load_spec
+from pipelines.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "config").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("spec", sorted(GOLDEN_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_definition_matches_its_golden_file(spec: Path) -> None:
+    expected = spec.with_suffix(".json").read_text()
+    assert golden_definition(spec) == expected, (
+        f"run `make golden` if the change to {spec.name}'s definition is intended"
+    )
+
+
+def test_golden_specs_are_the_bundled_configs() -> None:
+    for spec in GOLDEN_DIR.glob("*.yaml"):
+        assert spec.read_text() == (ROOT / "config" / spec.name).read_text()
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_compiling_twice_gives_identical_bytes(config: Path) -> None:
+    spec = load_spec(config)
+    first = compile_pipeline(spec, GOLDEN_SETTINGS)
+    second = compile_pipeline(load_spec(config), GOLDEN_SETTINGS)
+    assert first.definition == second.definition
+    assert first.code.tarball == second.code.tarball == pack_steps().tarball
+    assert not re.search(r"20\d\d-\d\d-\d\d[-T]\d\d", first.definition), "a timestamp leaked into the definition"
+
+
+def test_compiling_needs_no_network_and_no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"compile tried to open a connection: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    compiled = compile_pipeline(load_spec(ROOT / "config" / "bengali.yaml"), Settings(region="us-west-2"))
+    assert "us-west-2" in compiled.definition
+
+
+def definition(config: str, settings: Settings = GOLDEN_SETTINGS) -> dict:
+    return json.loads(compile_pipeline(load_spec(ROOT / "config" / config), settings).definition)
+
+
+def test_parameters_appear_with_their_defaults() -> None:
+    params = {p["Name"]: p for p in definition("digits.yaml")["Parameters"]}
+    assert params["Epochs"] == {"Name": "Epochs", "Type": "Integer", "DefaultValue": 4}
+    assert params["AccuracyThreshold"] == {"Name": "AccuracyThreshold", "Type": "Float", "DefaultValue": 0.8}
+    assert params["InputData"]["Type"] == "String"
+
+
+def test_every_execution_is_tracked_as_an_experiment_trial() -> None:
+    config = definition("digits.yaml")["PipelineExperimentConfig"]
+    assert config == {
+        "ExperimentName": {"Get": "Execution.PipelineName"},
+        "TrialName": {"Get": "Execution.PipelineExecutionId"},
+    }
+
+
+def _train_parser():  # type: ignore[no-untyped-def]
+    train = pytest.importorskip("train")
+    return train.build_parser(), train
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_emitted_hyperparameters_are_ones_train_py_reads_and_regexes_match_what_it_prints(config: Path) -> None:
+    parser, train = _train_parser()
+    spec = load_spec(config)
+    d = json.loads(compile_pipeline(spec, GOLDEN_SETTINGS).definition)
+    for step in d["Steps"]:
+        if step["Type"] == "Training":
+            args, metrics = (
+                step["Arguments"]["HyperParameters"],
+                step["Arguments"]["AlgorithmSpecification"]["MetricDefinitions"],
+            )
+        elif step["Type"] == "Tuning":
+            job = step["Arguments"]["TrainingJobDefinition"]
+            ranges = step["Arguments"]["HyperParameterTuningJobConfig"]["ParameterRanges"]
+            args = job["StaticHyperParameters"] | {r["Name"]: "0.001" for r in ranges["ContinuousParameterRanges"]}
+            metrics = job["AlgorithmSpecification"]["MetricDefinitions"]
+        else:
+            continue
+        argv = []
+        for key, value in args.items():
+            if key.startswith("sagemaker_"):
+                continue  # the training toolkit's own, not passed to the script
+            if isinstance(value, dict):  # a parameter expression: its default
+                name = re.search(r"Parameters\.(\w+)", json.dumps(value)).group(1)  # type: ignore[union-attr]
+                default = spec.parameters[name].default
+                value = json.dumps(default) if isinstance(default, bool) else str(default)
+            text = value
+            argv += [f"--{key}", json.loads(text) if text.startswith('"') else text]
+        parser.parse_args([str(a) for a in argv])  # exits on an unknown option
+        line = train.format_metrics(
+            {
+                "epoch": 1,
+                "train_loss": 0.5,
+                "val_loss": 0.25,
+                "val_acc_label": 0.9,
+                "val_recall_grapheme_root": 0.75,
+                "val_weighted_recall": 0.125,
+                "lr": 1e-3,
+            }
+        )
+        for metric in metrics:
+            match = re.search(metric["Regex"], line)
+            assert match, (metric, line)
+            assert float(match.group(1)) in (0.5, 0.25, 0.9, 0.75, 0.125)
+
+
+def test_gate_fails_with_a_message_naming_metric_value_and_threshold() -> None:
+    gate = next(s for s in definition("digits.yaml")["Steps"] if s["Type"] == "Condition")
+    fail = gate["Arguments"]["ElseSteps"][0]
+    assert fail["Type"] == "Fail"
+    values = fail["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
+    assert values[0] == "evaluate.weighted_recall ="
+    assert values[1] == {
+        "Std:JsonGet": {
+            "Path": "metrics.weighted_recall.value",
+            "PropertyFile": {"Get": "Steps.evaluate.PropertyFiles.evaluate-report"},
+        }
+    }
+    assert {"Get": "Parameters.AccuracyThreshold"} in values
+
+
+def test_register_and_deploy_run_only_when_the_gate_passes() -> None:
+    d = definition("bengali.yaml")
+    top = [s["Type"] for s in d["Steps"]]
+    assert "RegisterModel" not in top and "Endpoint" not in top
+    gate = next(s for s in d["Steps"] if s["Type"] == "Condition")
+    assert [s["Type"] for s in gate["Arguments"]["IfSteps"]] == ["RegisterModel", "Model", "EndpointConfig", "Endpoint"]
+    register = gate["Arguments"]["IfSteps"][0]["Arguments"]
+    assert register["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
+    stats = register["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]["Std:Join"]["Values"]
+    assert stats[-1] == "evaluation.json"
+    container = register["InferenceSpecification"]["Containers"][0]
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert "pytorch-inference:2.6.0" in container["Image"]
+    assert not any(s["Type"] == "Training" for s in d["Steps"]), "no hidden repack step"
+
+
+def test_flagship_tuning_is_bayesian_ddp_on_spot_with_checkpoints() -> None:
+    tune = next(s for s in definition("bengali.yaml")["Steps"] if s["Type"] == "Tuning")["Arguments"]
+    job = tune["TrainingJobDefinition"]
+    assert tune["HyperParameterTuningJobConfig"]["Strategy"] == "Bayesian"
+    assert tune["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"] == {
+        "MetricName": "val_weighted_recall",
+        "Type": "Maximize",
+    }
+    assert job["EnableManagedSpotTraining"] is True
+    assert job["StaticHyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
+    assert job["StaticHyperParameters"]["sagemaker_job_name"] == '"tune"'
+    assert "Execution.PipelineExecutionId" in json.dumps(job["CheckpointConfig"])
+    assert job["StoppingCondition"]["MaxWaitTimeInSeconds"] >= job["StoppingCondition"]["MaxRuntimeInSeconds"]
+
+
+def test_processing_runs_the_script_from_the_content_addressed_code_input() -> None:
+    prep = definition("digits.yaml")["Steps"][0]["Arguments"]
+    assert prep["AppSpecification"]["ContainerEntrypoint"] == ["python3", "/opt/ml/processing/input/code/preprocess.py"]
+    code = next(i for i in prep["ProcessingInputs"] if i["InputName"] == "code")
+    digest = pack_steps().digest
+    assert code["S3Input"]["S3Uri"] == f"s3://golden-bucket/digits-quickstart/code/{digest}/scripts/"
+    assert prep["AppSpecification"]["ContainerArguments"][:3] == ["--size", "16", "16"]
+
+
+def test_custom_images_are_tagged_with_the_hash_of_their_container_folder(tmp_path: Path) -> None:
+    text = (
+        (ROOT / "config" / "digits.yaml")
+        .read_text()
+        .replace("    script: train.py\n", "    script: train.py\n    image: {custom: true}\n")
+    )
+    spec_path = tmp_path / "custom.yaml"
+    spec_path.write_text(text)
+    d = json.loads(compile_pipeline(load_spec(spec_path), GOLDEN_SETTINGS).definition)
+    image = d["Steps"][1]["Arguments"]["AlgorithmSpecification"]["TrainingImage"]
+    assert image == f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/sm-pipelines-training:{container_tag('training')}"
+    with pytest.raises(CompileError, match="image: custom needs the AWS account"):
+        compile_pipeline(load_spec(spec_path), Settings(region="eu-west-1"))
+
+
+def test_dockerfiles_extend_the_sagemaker_pytorch_images() -> None:
+    for kind in ("training", "inference"):
+        dockerfile = (ROOT / "containers" / kind / "Dockerfile").read_text()
+        assert re.search(rf"ARG BASE_IMAGE=.*pytorch-{kind}:2\.6\.0", dockerfile)
+        assert "FROM ${BASE_IMAGE}" in dockerfile
+        assert "requirements.txt" in dockerfile and (ROOT / "containers" / kind / "requirements.txt").exists()
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMP_ROLE_ARN", "arn:aws:iam::210987654321:role/r")
+    monkeypatch.setenv("SMP_DEFAULT_BUCKET", "my-bucket")
+    monkeypatch.setenv("SMP_NAME_PREFIX", "team-")
+    monkeypatch.setenv("AWS_REGION", "ap-southeast-2")
+    settings = Settings()
+    assert (settings.region, settings.bucket, settings.account) == ("ap-southeast-2", "my-bucket", "210987654321")
+    compiled = compile_pipeline(load_spec(ROOT / "config" / "digits.yaml"), settings)
+    assert compiled.name == "team-digits-quickstart"
+    assert "s3://my-bucket/team-digits-quickstart/" in compiled.definition
+    assert "arn:aws:iam::210987654321:role/r" in compiled.definition
