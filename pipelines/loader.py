@@ -271,8 +271,9 @@ def script_options(script: Path) -> frozenset[str] | None:
         if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
             first = node.args[0].value
             func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-            if func == "add_argument" and isinstance(first, str) and first.startswith("--"):
-                names.add(first[2:])
+            if func == "add_argument":
+                flags = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+                names.update(f[2:] for f in flags if f.startswith("--"))
             elif func == "add" and isinstance(first, str) and re.fullmatch(r"[a-z][a-z0-9-]*", first):
                 names.add(first)
     return frozenset(names | {n.replace("-", "_") for n in names}) if names else None
@@ -379,6 +380,16 @@ class Checker:
         options = script_options(path)
         given = step.hyperparameters if isinstance(step, TrainingSpec) else step.arguments
         key = "hyperparameters" if isinstance(step, TrainingSpec) else "arguments"
+        if options and isinstance(step, ProcessingSpec):
+            # each mount is passed to the script as --<name> <directory>
+            for name in step.inputs:
+                if name not in options:
+                    self.add((*here, "inputs", name), f"steps/{step.script} has no option --{name} to receive this input",
+                             self._suggest(name, sorted(o for o in options if "_" not in o)))
+            for j, name in enumerate(step.outputs):
+                if name not in options:
+                    self.add((*here, "outputs", j), f"steps/{step.script} has no option --{name} to receive this output",
+                             self._suggest(name, sorted(o for o in options if "_" not in o)))
         if options:
             for name in given:
                 if name not in options:

@@ -85,8 +85,10 @@ def evaluate(model_dir: Path, data_dir: Path, batch_size: int = 256) -> tuple[di
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="/opt/ml/processing/input/model", help="model.tar.gz, or a directory holding it")
-    p.add_argument("--data", default="/opt/ml/processing/input/test", help="a split directory from preprocess.py")
-    p.add_argument("--output", default="/opt/ml/processing/output/evaluation")
+    p.add_argument("--data", "--test", dest="data", default="/opt/ml/processing/input/test",
+                   help="a split directory from preprocess.py")
+    p.add_argument("--output", "--evaluation", dest="output", default="/opt/ml/processing/output/evaluation",
+                   help="directory receiving evaluation.json and confusion_matrices.json")
     p.add_argument("--batch-size", type=int, default=256)
     return p
 

@@ -518,7 +518,7 @@ def run(args: argparse.Namespace) -> dict:
     if counts["train"] == 0:
         raise InputError("the train split is empty: lower --val-fraction/--test-fraction or add data")
 
-    output = Path(args.output)
+    output = output_root(args)
     output.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".preprocess-", dir=output))
     try:
@@ -541,7 +541,7 @@ def run(args: argparse.Namespace) -> dict:
             if counts[split]:
                 (staging / split / "manifest.json").write_text(text)
         (staging / "manifest.json").write_text(text)
-        _publish(staging, output)
+        _publish(staging, output, {s: Path(getattr(args, s)) if getattr(args, s) else output / s for s in SPLITS})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
@@ -623,16 +623,25 @@ def _write_splits(source: Source, opts: Options, channels: int, counts: dict[str
     }
 
 
-def _publish(staging: Path, output: Path) -> None:
-    """Move finished files into place; split directories may already exist (SageMaker creates them)."""
+def output_root(args: argparse.Namespace) -> Path:
+    """Where staging happens and the overall manifest goes: --output, else beside the split directories."""
+    if args.output:
+        return Path(args.output)
+    given = [Path(getattr(args, s)).resolve().parent for s in SPLITS if getattr(args, s)]
+    return Path(os.path.commonpath(given)) if given else Path("/opt/ml/processing/output")
+
+
+def _publish(staging: Path, output: Path, targets: dict[str, Path]) -> None:
+    """Move finished files into place: each split into its directory (SageMaker creates them, one per
+    processing output, so they may exist already), the overall manifest into ``output``."""
     for item in sorted(staging.iterdir()):
-        target = output / item.name
         if item.is_dir():
-            target.mkdir(exist_ok=True)
+            target = targets[item.name]
+            target.mkdir(parents=True, exist_ok=True)
             for f in sorted(item.iterdir()):
-                os.replace(f, target / f.name)
+                shutil.move(str(f), str(target / f.name))
         else:
-            os.replace(item, target)
+            shutil.move(str(item), str(output / item.name))
 
 
 # --------------------------------------------------------------------------- command line
@@ -652,7 +661,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--input", nargs="+", default=["/opt/ml/processing/input/data"], help="parquet files or directories")
     p.add_argument("--labels", help="labels CSV for the wide layout (default: train.csv beside the parquet files)")
-    p.add_argument("--output", default="/opt/ml/processing/output", help="directory receiving train/ validation/ test/")
+    p.add_argument("--output", help="directory receiving train/ validation/ test/ (default: the parent of the "
+                   "--train/--validation/--test directories, else /opt/ml/processing/output)")
+    p.add_argument("--train", help="directory for the train split (default: OUTPUT/train)")
+    p.add_argument("--validation", help="directory for the validation split (default: OUTPUT/validation)")
+    p.add_argument("--test", help="directory for the test split (default: OUTPUT/test)")
     p.add_argument("--layout", choices=["auto", "wide", "encoded"], default="auto")
     p.add_argument(
         "--label-columns",
@@ -696,7 +709,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"preprocess: error: {exc}", file=sys.stderr)
         return 2
     sizes = ", ".join(f"{k}={v['size']}" for k, v in manifest["splits"].items())
-    print(f"preprocess: wrote {sizes} images of shape {manifest['shape']} to {args.output}", flush=True)
+    print(f"preprocess: wrote {sizes} images of shape {manifest['shape']} to {output_root(args)}", flush=True)
     return 0
 
 

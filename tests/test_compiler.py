@@ -180,7 +180,10 @@ def test_processing_runs_the_script_from_the_content_addressed_code_input() -> N
     code = next(i for i in prep["ProcessingInputs"] if i["InputName"] == "code")
     digest = pack_steps().digest
     assert code["S3Input"]["S3Uri"] == f"s3://golden-bucket/digits-quickstart/code/{digest}/scripts/"
-    assert prep["AppSpecification"]["ContainerArguments"][:3] == ["--size", "16", "16"]
+    args = prep["AppSpecification"]["ContainerArguments"]
+    # every mount is passed to the script, then the spec's own arguments
+    assert args[:4] == ["--input", "/opt/ml/processing/input/input", "--train", "/opt/ml/processing/output/train"]
+    assert args[8:11] == ["--size", "16", "16"]
 
 
 def test_custom_images_are_tagged_with_the_hash_of_their_container_folder(tmp_path: Path) -> None:

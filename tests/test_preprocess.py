@@ -269,3 +269,15 @@ def test_a_failure_after_reading_started_leaves_no_partial_output(tmp_path: Path
     assert result.returncode == 2, result.stdout
     assert "null pixel in column '99' at row 1" in result.stderr
     assert not any(out.rglob("*"))
+
+
+def test_each_split_can_go_to_its_own_directory_as_sagemaker_mounts_them(digits_raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "opt" / "ml" / "processing" / "output"
+    args = ["--input", str(digits_raw), "--val-fraction", "0.2", "--test-fraction", "0.2"]
+    for split in ("train", "validation", "test"):
+        args += [f"--{split}", str(out / split)]
+    result = run_step("preprocess.py", *args)
+    assert result.returncode == 0, result.stderr
+    for split in ("train", "validation", "test"):
+        assert (out / split / "manifest.json").exists() and (out / split / "images_00000.npy").exists()
+    assert not list(out.glob(".preprocess-*"))

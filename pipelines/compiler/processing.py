@@ -11,7 +11,16 @@ PROCESSING = "/opt/ml/processing"
 
 
 def container_arguments(step: ProcessingSpec, ctx: CompileContext) -> list[Any]:
+    """Every input and output directory as ``--<name> <path>``, then the spec's own arguments.
+
+    The script is told where each mount is (as the container contract says) instead of assuming
+    /opt/ml paths, which is also what lets the local engine relocate them.
+    """
     args: list[Any] = []
+    for name in step.inputs:
+        args += [f"--{name}", f"{PROCESSING}/input/{name}"]
+    for name in step.output_names():
+        args += [f"--{name}", f"{PROCESSING}/output/{name}"]
     for key, value in step.arguments.items():
         args.append(f"--{key}")
         for item in value if isinstance(value, list) else [value]:
