@@ -9,7 +9,7 @@ PARAMS ?=
 
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 
-.PHONY: install test lint data bench clean validate pipeline-definition pipeline-upsert pipeline-run golden image-build image-push
+.PHONY: install test lint data bench clean pipeline-local validate pipeline-definition pipeline-upsert pipeline-run golden image-build image-push
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,14 @@ lint: $(STAMP)
 	$(PY) -m ruff check pipelines steps tests bench
 	$(PY) -m mypy
 
-data: $(STAMP)
+data: data/.stamp
+
+data/.stamp: $(STAMP) pipelines/datasets.py
 	$(PY) -m pipelines data --out data
+	touch data/.stamp
+
+pipeline-local: $(STAMP) data/.stamp
+	$(PY) -m pipelines local run $(CONFIG) $(PARAMS)
 
 bench: $(STAMP)
 	$(PY) bench/run.py --out docs/benchmarks.md

@@ -6,6 +6,8 @@ Exit status: 0 success, 1 a failed run or an AWS error, 2 bad input (spec, param
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -158,6 +160,132 @@ def cmd_image_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _root(args: argparse.Namespace) -> Path:
+    return Path(args.root or os.environ.get("SMP_LOCAL_ROOT", "runs"))
+
+
+def _mounts(pairs: list[str]) -> dict[str, Path]:
+    mounts = {}
+    for pair in pairs:
+        bucket, sep, directory = pair.partition("=")
+        if not sep or not bucket:
+            raise UsageError(f"--mount {pair!r} is not BUCKET=DIRECTORY")
+        mounts[bucket] = Path(directory)
+    return mounts
+
+
+def cmd_local_run(args: argparse.Namespace) -> int:
+    from pipelines.compiler import compile_pipeline
+    from pipelines.local.display import Display
+    from pipelines.local.engine import Execution, LocalOptions
+    from pipelines.local.store import ObjectStore
+    from pipelines.remote import parse_overrides
+    from pipelines.settings import Settings
+
+    compiled = compile_pipeline(_load(args.config), Settings())
+    compiled.write(BUILD / f"{compiled.name}.json")
+    # from here on the engine sees only the definition JSON, as SageMaker would
+    definition = json.loads(compiled.definition)
+    overrides = parse_overrides({p["Name"]: p["Type"] for p in definition.get("Parameters", [])}, args.params)
+    root = _root(args)
+    store = ObjectStore(root / "s3", _mounts(args.mount))
+    for uri, data in compiled.uploads().items():
+        if not store.path(uri).exists():
+            store.put_bytes(uri, data)
+    display = Display()
+    options = LocalOptions(nproc=args.nproc, max_parallel=args.parallel, use_cache=not args.no_cache)
+    execution = Execution(root, definition, overrides, store, options, display.on_change, compiled.name)
+    display.attach(execution)
+    print(f"execution {execution.id} of {compiled.name}: record in {execution.directory}", flush=True)
+    try:
+        with display:
+            status = execution.run()
+    except KeyboardInterrupt:
+        print(f"\nexecution {execution.id} Stopped (Ctrl-C): running jobs were stopped", file=sys.stderr)
+        return 130
+    elapsed = (execution.ended or 0) - execution.started
+    hits = sum(s.cache_hit for s in execution.states.values())
+    print(f"execution {execution.id} {status} in {elapsed:.1f}s ({hits} cache hit(s))", flush=True)
+    if status != "Succeeded":
+        failure = execution.failure or {}
+        print(f"step '{failure.get('step')}' failed: {failure.get('reason')}", file=sys.stderr)
+        log = Path(failure.get("log", ""))
+        if log.is_file():
+            tail = log.read_text().splitlines()[-args.tail :]
+            print(f"--- last {len(tail)} lines of {log}", file=sys.stderr)
+            for line in tail:
+                print(f"    {line}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_local_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipelines.local.engine import list_executions
+
+    table = Table("execution", "pipeline", "status", "started", "failed step")
+    for record in list_executions(_root(args)):
+        table.add_row(
+            record["id"],
+            record["pipeline"],
+            record["status"],
+            record["started"] or "",
+            (record.get("failure") or {}).get("step", ""),
+        )
+    Console().print(table)
+    return 0
+
+
+def cmd_local_describe(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipelines.local.engine import load_execution
+
+    record = load_execution(_root(args), args.execution)
+    console = Console()
+    console.print(
+        f"execution {record['id']} of {record['pipeline']}: {record['status']} "
+        f"(started {record['started']}, ended {record['ended']})"
+    )
+    console.print(f"parameters: {json.dumps(record['parameters'])}")
+    table = Table("step", "type", "status", "elapsed", "cache", "attempts", "reason")
+    for name, step in record["steps"].items():
+        elapsed = f"{step['elapsed_seconds']:.1f}s" if step["elapsed_seconds"] is not None else ""
+        table.add_row(
+            name,
+            step["type"],
+            step["status"],
+            elapsed,
+            "hit" if step["cache_hit"] else "",
+            str(len(step["attempts"])),
+            step["failure_reason"] or "",
+        )
+    console.print(table)
+    return 0 if record["status"] in ("Succeeded", "Executing") else 1
+
+
+def cmd_local_logs(args: argparse.Namespace) -> int:
+    from pipelines.local.engine import load_execution
+
+    record = load_execution(_root(args), args.execution)
+    if args.step not in record["steps"]:
+        from pipelines.loader import did_you_mean
+
+        hint = did_you_mean(args.step, record["steps"])
+        raise UsageError(f"execution {args.execution} has no step '{args.step}'" + (f"; {hint}" if hint else ""))
+    log = _root(args) / "executions" / args.execution / "steps" / args.step / "log.txt"
+    if not log.exists():
+        print(f"step '{args.step}' wrote no log (status {record['steps'][args.step]['status']})")
+        return 0
+    lines = log.read_text().splitlines()
+    for line in lines[-args.tail :] if args.tail else lines:
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -181,6 +309,40 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("data", cmd_data, "write the example datasets (make data)")
     p.add_argument("--out", default="data", help="output directory (default: data)")
     p.add_argument("--bengali-images", type=int, default=4000, help="synthetic Bengali images (default 4000)")
+    local = sub.add_parser("local", help="run pipelines on this machine, without Docker or AWS (make pipeline-local)")
+    local_sub = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
+    root_help = "run root holding the object store, cache and executions (default: $SMP_LOCAL_ROOT or runs)"
+    p = local_sub.add_parser("run", help="compile a spec and run its definition locally")
+    p.set_defaults(func=cmd_local_run)
+    p.add_argument("config")
+    p.add_argument("params", nargs="*", metavar="Name=Value", help="parameter overrides")
+    p.add_argument("--root", help=root_help)
+    p.add_argument(
+        "--mount",
+        action="append",
+        default=["sm-pipelines-data=data"],
+        metavar="BUCKET=DIR",
+        help="serve an S3 bucket from a local directory (default: sm-pipelines-data=data)",
+    )
+    p.add_argument(
+        "--nproc", type=int, help="processes for torch_distributed (default: the instance's GPUs, at most the cores)"
+    )
+    p.add_argument("--parallel", type=int, default=max(1, os.cpu_count() or 1), help="steps run at once")
+    p.add_argument("--no-cache", action="store_true", help="ignore the step cache")
+    p.add_argument("--tail", type=int, default=30, help="log lines shown for a failed step")
+    p = local_sub.add_parser("list", help="executions under the run root, newest first")
+    p.set_defaults(func=cmd_local_list)
+    p.add_argument("--root", help=root_help)
+    p = local_sub.add_parser("describe", help="one execution: parameters and each step's status")
+    p.set_defaults(func=cmd_local_describe)
+    p.add_argument("execution")
+    p.add_argument("--root", help=root_help)
+    p = local_sub.add_parser("logs", help="a step's full log")
+    p.set_defaults(func=cmd_local_logs)
+    p.add_argument("execution")
+    p.add_argument("step")
+    p.add_argument("--root", help=root_help)
+    p.add_argument("--tail", type=int, default=0, help="only the last N lines")
     command("golden", cmd_golden, "regenerate the golden definitions under tests/golden (make golden)")
     command("image-build", cmd_image_build, "build the training and inference images (make image-build)")
     command("image-push", cmd_image_push, "push them to ECR (make image-push)")
@@ -203,9 +365,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as exc:
         from pipelines.compiler.context import CompileError
+        from pipelines.local.engine import DefinitionError
         from pipelines.remote import RemoteError
 
-        if isinstance(exc, CompileError | RemoteError):
+        if isinstance(exc, CompileError | RemoteError | DefinitionError):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         from botocore.exceptions import BotoCoreError, ClientError

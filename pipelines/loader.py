@@ -384,12 +384,18 @@ class Checker:
             # each mount is passed to the script as --<name> <directory>
             for name in step.inputs:
                 if name not in options:
-                    self.add((*here, "inputs", name), f"steps/{step.script} has no option --{name} to receive this input",
-                             self._suggest(name, sorted(o for o in options if "_" not in o)))
+                    self.add(
+                        (*here, "inputs", name),
+                        f"steps/{step.script} has no option --{name} to receive this input",
+                        self._suggest(name, sorted(o for o in options if "_" not in o)),
+                    )
             for j, name in enumerate(step.outputs):
                 if name not in options:
-                    self.add((*here, "outputs", j), f"steps/{step.script} has no option --{name} to receive this output",
-                             self._suggest(name, sorted(o for o in options if "_" not in o)))
+                    self.add(
+                        (*here, "outputs", j),
+                        f"steps/{step.script} has no option --{name} to receive this output",
+                        self._suggest(name, sorted(o for o in options if "_" not in o)),
+                    )
         if options:
             for name in given:
                 if name not in options:

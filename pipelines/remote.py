@@ -39,36 +39,37 @@ def require_settings(settings: Settings) -> None:
         raise RemoteError("missing settings: " + "; ".join(missing) + ". Set them in the environment or .smp.env")
 
 
-def parse_overrides(spec: PipelineSpec, pairs: list[str]) -> dict[str, Any]:
-    """``Name=Value`` overrides checked against the declared parameters and their types."""
+def parse_overrides(declared: PipelineSpec | dict[str, str], pairs: list[str]) -> dict[str, Any]:
+    """``Name=Value`` overrides checked against the declared parameters (a spec, or name -> type)."""
     from pipelines.loader import did_you_mean
 
+    types = {n: p.type for n, p in declared.parameters.items()} if isinstance(declared, PipelineSpec) else declared
     out: dict[str, Any] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep:
             raise RemoteError(f"parameter override {pair!r} is not Name=Value")
-        declared = spec.parameters.get(name)
-        if declared is None:
-            hint = did_you_mean(name, spec.parameters)
+        kind = types.get(name)
+        if kind is None:
+            hint = did_you_mean(name, types)
             raise RemoteError(
                 f"unknown parameter '{name}'"
                 + (f"; {hint}" if hint else "")
-                + f". Declared: {', '.join(spec.parameters) or 'none'}"
+                + f". Declared: {', '.join(types) or 'none'}"
             )
         try:
-            if declared.type == "Integer":
+            if kind == "Integer":
                 value: Any = int(text)
-            elif declared.type == "Float":
+            elif kind == "Float":
                 value = float(text)
-            elif declared.type == "Boolean":
+            elif kind == "Boolean":
                 if text.lower() not in ("true", "false"):
                     raise ValueError
                 value = text.lower() == "true"
             else:
                 value = text
         except ValueError:
-            raise RemoteError(f"parameter '{name}' is {declared.type}; {text!r} is not one") from None
+            raise RemoteError(f"parameter '{name}' is {kind}; {text!r} is not one") from None
         out[name] = value
     return out
 

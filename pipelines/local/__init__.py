@@ -1,0 +1,1 @@
+"""The local engine: runs a compiled definition JSON on this machine, without Docker or AWS."""

@@ -1,0 +1,101 @@
+"""A file-backed stand-in for S3: ``s3://bucket/key`` is ``<root>/<bucket>/<key>``.
+
+Buckets can be mounted from other directories (``--mount sm-pipelines-data=data``), so a spec whose
+data lives in S3 reads the same keys from a local folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+class StoreError(Exception):
+    pass
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise StoreError(f"not an s3:// URI: {uri!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+class ObjectStore:
+    def __init__(self, root: Path, mounts: dict[str, Path] | None = None):
+        self.root = Path(root).resolve()
+        self.mounts = {b: Path(p).resolve() for b, p in (mounts or {}).items()}
+
+    def path(self, uri: str) -> Path:
+        bucket, key = split_uri(uri)
+        base = self.mounts.get(bucket, self.root / bucket)
+        path = (base / key).resolve() if key else base.resolve()
+        if not str(path).startswith(str(base.resolve())):
+            raise StoreError(f"{uri!r} escapes its bucket")
+        return path
+
+    def put_bytes(self, uri: str, data: bytes) -> None:
+        path = self.path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def objects(self, uri: str) -> Iterator[tuple[str, Path]]:
+        """(relative key, file) of every object under a prefix; a URI naming one object yields just it."""
+        path = self.path(uri)
+        if path.is_file():
+            yield path.name, path
+            return
+        if path.is_dir():
+            for f in sorted(path.rglob("*")):
+                if f.is_file() and not f.name.endswith(".tmp"):
+                    yield f.relative_to(path).as_posix(), f
+
+    def exists(self, uri: str) -> bool:
+        return next(self.objects(uri), None) is not None
+
+    def download(self, uri: str, directory: Path) -> int:
+        """Stage a prefix (or one object) into a directory, as SageMaker does for an S3Prefix input."""
+        directory.mkdir(parents=True, exist_ok=True)
+        n = 0
+        for rel, f in self.objects(uri):
+            target = directory / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(f, target)  # same content, no copy; jobs only read their inputs
+            except OSError:
+                shutil.copy2(f, target)
+            n += 1
+        if n == 0:
+            raise StoreError(f"nothing at {uri} (local store: {self.path(uri)})")
+        return n
+
+    def upload(self, directory: Path, uri: str) -> int:
+        n = 0
+        for f in sorted(directory.rglob("*")):
+            if f.is_file():
+                target = self.path(uri.rstrip("/") + "/" + f.relative_to(directory).as_posix())
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, target)
+                n += 1
+        return n
+
+    def upload_file(self, file: Path, uri: str) -> None:
+        target = self.path(uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(file, target)
+
+    def digest(self, uri: str) -> str:
+        """Hash of the content under a prefix: names and bytes, not locations or times."""
+        h = hashlib.sha256()
+        for rel, f in self.objects(uri):
+            h.update(rel.encode() + b"\0")
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        return h.hexdigest()
