@@ -225,6 +225,7 @@ def cmd_local_list(args: argparse.Namespace) -> int:
 
     from pipelines.local.engine import list_executions
 
+    console = Console() if sys.stdout.isatty() else Console(width=200)  # whole ids when piped
     table = Table("execution", "pipeline", "status", "started", "failed step")
     for record in list_executions(_root(args)):
         table.add_row(
@@ -234,7 +235,7 @@ def cmd_local_list(args: argparse.Namespace) -> int:
             record["started"] or "",
             (record.get("failure") or {}).get("step", ""),
         )
-    Console().print(table)
+    console.print(table)
     return 0
 
 
@@ -245,7 +246,7 @@ def cmd_local_describe(args: argparse.Namespace) -> int:
     from pipelines.local.engine import load_execution
 
     record = load_execution(_root(args), args.execution)
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     console.print(
         f"execution {record['id']} of {record['pipeline']}: {record['status']} "
         f"(started {record['started']}, ended {record['ended']})"
@@ -352,7 +353,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from pipelines.loader import SpecError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # Name=Value overrides may follow the options too (`local run CONFIG --nproc 2 Epochs=3`)
+    overrides = [a for a in extra if "=" in a and not a.startswith("-")]
+    if hasattr(args, "params"):
+        args.params += overrides
+        extra = [a for a in extra if a not in overrides]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args))
     except SpecError as exc:

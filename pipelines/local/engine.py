@@ -414,6 +414,7 @@ class Execution:
                 self.options.nproc,
             )
             self._set(state, "Executing")
+            job.fresh_sandbox()
             started = time.time()
             try:
                 result = RUNNERS[state.type](step, args, job)
@@ -464,14 +465,16 @@ class Execution:
         created = datetime.fromisoformat(entry["created"])
         if expire_after and datetime.now(UTC) - created > parse_duration(expire_after):
             return None
-        if not all(self.store.exists(uri) for uri in outputs_of(entry["result"])):
+        if not all(self.store.exists(uri) for uri in entry["outputs"]):
             return None  # the earlier outputs are gone: run again
         return entry
 
     def _cache_store(self, key: str, result: dict[str, Any]) -> None:
         path = self.root / "cache" / f"{key}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        entry = {"created": datetime.now(UTC).isoformat(), "execution": self.id, "result": result}
+        # the outputs that hold something: a hit needs them still there (an empty output uploads nothing)
+        written = [uri for uri in outputs_of(result) if self.store.exists(uri)]
+        entry = {"created": datetime.now(UTC).isoformat(), "execution": self.id, "result": result, "outputs": written}
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(entry, default=str))
         os.replace(tmp, path)

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,6 +65,11 @@ class Job:
     @property
     def sandbox(self) -> Path:
         return self.directory / "sandbox"
+
+    def fresh_sandbox(self) -> None:
+        """Each attempt starts clean, as a retried SageMaker job gets a new container."""
+        shutil.rmtree(self.sandbox, ignore_errors=True)
+        self.sandbox.mkdir(parents=True)
 
     def relocate(self, value: Any) -> Any:
         """Every ``/opt/ml/...`` path inside the sandbox, recursively."""

@@ -1,0 +1,475 @@
+"""The local engine: the quickstart end to end, the gate's Fail branch, failures, caching, retries,
+parallelism, Ctrl-C, and the records later processes read."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import main
+from pipelines.datasets import write_digits
+from pipelines.local.engine import DefinitionError, Execution, LocalOptions, parse_duration
+from pipelines.local.expressions import ExpressionError, Resolver
+from pipelines.local.store import ObjectStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def local_root(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    data = tmp_path_factory.mktemp("data")
+    write_digits(data / "digits")
+    return {"root": tmp_path_factory.mktemp("runs"), "data": data}
+
+
+def run_local(env: dict[str, Path], *extra: str) -> int:
+    return main(
+        [
+            "local",
+            "run",
+            "config/digits.yaml",
+            "--root",
+            str(env["root"]),
+            "--mount",
+            f"sm-pipelines-data={env['data']}",
+            *extra,
+        ]
+    )
+
+
+def latest(root: Path) -> dict:
+    records = sorted((root / "executions").glob("*/execution.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(records[-1].read_text())
+
+
+@pytest.fixture(scope="module")
+def first_run(local_root: dict[str, Path]) -> dict:
+    assert run_local(local_root, "Epochs=2") == 0
+    return latest(local_root["root"])
+
+
+def test_quickstart_runs_end_to_end_with_ddp_training_as_two_gloo_processes(first_run: dict, local_root: dict) -> None:
+    steps = first_run["steps"]
+    assert first_run["status"] == "Succeeded"
+    assert {n: s["status"] for n, s in steps.items()} == {
+        "preprocess": "Succeeded",
+        "train": "Succeeded",
+        "evaluate": "Succeeded",
+        "quality-gate": "Succeeded",
+        "quality-gate-failed": "Skipped",
+    }
+    run_dir = local_root["root"] / "executions" / first_run["id"]
+    train_log = (run_dir / "steps" / "train" / "log.txt").read_text()
+    assert "-m torch.distributed.run --standalone --nproc_per_node 2" in train_log
+    digests = {line.split()[1] for line in train_log.splitlines() if line.startswith("rank=")}
+    assert len(digests) == 1 and train_log.count("rank=") == 2
+    result = json.loads((run_dir / "steps" / "train" / "result.json").read_text())
+    model_uri = result["ModelArtifacts"]["S3ModelArtifacts"]
+    assert model_uri.endswith(f"/pipelines-{first_run['id']}-train/output/model.tar.gz")
+    assert {m["MetricName"] for m in result["FinalMetricDataList"]} == {"train_loss", "val_loss", "val_weighted_recall"}
+    store = ObjectStore(local_root["root"] / "s3")
+    assert store.path(model_uri).is_file()
+    evaluation = json.loads((run_dir / "steps" / "evaluate" / "result.json").read_text())
+    report = evaluation["PropertyFiles"]["evaluate-report"]
+    assert report["metrics"]["weighted_recall"]["value"] > 0.8
+    assert json.loads((run_dir / "steps" / "quality-gate" / "result.json").read_text()) == {"Outcome": "True"}
+    assert json.loads((run_dir / "parameters.json").read_text())["Epochs"] == 2
+    assert json.loads((run_dir / "definition.json").read_text())["Version"] == "2020-12-01"
+
+
+def test_a_threshold_it_cannot_meet_ends_at_the_fail_step_with_its_message(
+    first_run: dict, local_root: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_local(local_root, "Epochs=2", "AccuracyThreshold=1.01") == 1
+    record = latest(local_root["root"])
+    assert record["status"] == "Failed"
+    assert record["steps"]["quality-gate-failed"]["status"] == "Failed"
+    reason = record["failure"]["reason"]
+    assert reason.startswith("evaluate.weighted_recall = 0.") and "does not pass the gate (>= 1.01 )" in reason
+    assert "step 'quality-gate-failed' failed: evaluate.weighted_recall = 0." in capsys.readouterr().err
+
+
+def test_an_identical_run_hits_the_cache_for_every_cacheable_step(first_run: dict, local_root: dict) -> None:
+    assert run_local(local_root, "Epochs=2") == 0
+    record = latest(local_root["root"])
+    hits = {n: s["cache_hit"] for n, s in record["steps"].items()}
+    assert hits == {
+        "preprocess": True,
+        "train": True,
+        "evaluate": True,
+        "quality-gate": False,
+        "quality-gate-failed": False,
+    }
+
+
+def test_a_changed_parameter_reruns_exactly_the_steps_it_reaches_and_reaches_the_script(
+    first_run: dict, local_root: dict
+) -> None:
+    assert run_local(local_root, "Epochs=1", "AccuracyThreshold=0.5") == 0
+    record = latest(local_root["root"])
+    assert {n: s["cache_hit"] for n, s in record["steps"].items() if s["status"] == "Succeeded"} == {
+        "preprocess": True,
+        "train": False,
+        "evaluate": False,
+        "quality-gate": False,
+    }
+    log = (local_root["root"] / "executions" / record["id"] / "steps" / "train" / "log.txt").read_text()
+    assert "--epochs 1" in log and "epoch=1 " in log and "epoch=2 " not in log
+
+
+def test_records_are_read_by_later_processes(first_run: dict, local_root: dict) -> None:
+    root = str(local_root["root"])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    listing = subprocess.run(
+        [sys.executable, "-m", "pipelines", "local", "list", "--root", root],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert listing.returncode == 0 and first_run["id"] in listing.stdout
+    described = subprocess.run(
+        [sys.executable, "-m", "pipelines", "local", "describe", first_run["id"], "--root", root],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert described.returncode == 0
+    assert "train" in described.stdout and "Succeeded" in described.stdout and '"Epochs": 2' in described.stdout
+    logs = subprocess.run(
+        [sys.executable, "-m", "pipelines", "local", "logs", first_run["id"], "train", "--root", root],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert logs.returncode == 0 and "best_epoch=" in logs.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "pipelines", "local", "logs", first_run["id"], "trian", "--root", root],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert missing.returncode == 2 and "did you mean 'train'?" in missing.stderr
+
+
+def test_a_failing_script_fails_the_execution_shows_its_log_and_starts_nothing_downstream(
+    local_root: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad"
+    (bad / "x").mkdir(parents=True)
+    (bad / "x" / "broken.parquet").write_bytes(b"not parquet")
+    code = main(
+        [
+            "local",
+            "run",
+            "config/digits.yaml",
+            "--root",
+            str(tmp_path / "runs"),
+            "--mount",
+            f"bad-data={bad}",
+            "InputData=s3://bad-data/x/",
+        ]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "step 'preprocess' failed: AlgorithmError: preprocess.py exited with status 2" in err
+    assert "preprocess: error:" in err and "broken.parquet: not a readable parquet file" in err
+    record = latest(tmp_path / "runs")
+    assert record["status"] == "Failed"
+    assert {n: s["status"] for n, s in record["steps"].items()} == {
+        "preprocess": "Failed",
+        "train": "NotRun",
+        "evaluate": "NotRun",
+        "quality-gate": "NotRun",
+        "quality-gate-failed": "NotRun",
+    }
+    assert not (tmp_path / "runs" / "executions" / record["id"] / "steps" / "train").exists()
+
+
+def test_a_definition_with_a_step_type_it_cannot_run_is_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["local", "run", "config/bengali.yaml", "--root", str(tmp_path)]) == 2
+    assert "step 'tune' has type Tuning, which the local engine cannot run" in capsys.readouterr().err
+    assert not (tmp_path / "executions").exists()
+
+
+def test_overrides_are_checked_against_the_definitions_parameters(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["local", "run", "config/digits.yaml", "--root", str(tmp_path), "Epoch=2"]) == 2
+    assert "unknown parameter 'Epoch'; did you mean 'Epochs'?" in capsys.readouterr().err
+    assert main(["local", "run", "config/digits.yaml", "--root", str(tmp_path), "Epochs=two"]) == 2
+
+
+# ----------------------------------------------------------------------------- definition-level tests
+
+
+def processing_step(name: str, script: str, *args: str, outputs: tuple[str, ...] = (), **extra: object) -> dict:
+    """A Processing step as the compiler writes one: the script from a code input, outputs per execution."""
+    code = {
+        "S3Uri": "s3://b/code/",
+        "LocalPath": "/opt/ml/processing/input/code",
+        "S3DataType": "S3Prefix",
+        "S3InputMode": "File",
+    }
+    output_list = [
+        {
+            "OutputName": o,
+            "S3Output": {
+                "S3Uri": {
+                    "Std:Join": {"On": "/", "Values": ["s3://b/out", {"Get": "Execution.PipelineExecutionId"}, name, o]}
+                },
+                "LocalPath": f"/opt/ml/processing/output/{o}",
+                "S3UploadMode": "EndOfJob",
+            },
+        }
+        for o in outputs
+    ]
+    return {
+        "Name": name, "Type": "Processing",
+        "Arguments": {
+            "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large"}},
+            "AppSpecification": {"ImageUri": "image", "ContainerArguments": list(args),
+                                 "ContainerEntrypoint": ["python3", f"/opt/ml/processing/input/code/{script}"]},
+            "RoleArn": "arn:aws:iam::000000000000:role/r",
+            "ProcessingInputs": [{"InputName": "code", "S3Input": code}],
+            "ProcessingOutputConfig": {"Outputs": output_list},
+        },
+        **extra,
+    }  # fmt: skip
+
+
+def engine_with(tmp_path: Path, scripts: dict[str, str], steps: list[dict], **options: object) -> Execution:
+    store = ObjectStore(tmp_path / "s3")
+    for name, body in scripts.items():
+        store.put_bytes(f"s3://b/code/{name}", textwrap.dedent(body).encode())
+    definition = {
+        "Version": "2020-12-01",
+        "Parameters": [{"Name": "Mode", "Type": "String", "DefaultValue": "x"}],
+        "Steps": steps,
+    }
+    return Execution(tmp_path, definition, {}, store, LocalOptions(**options))  # type: ignore[arg-type]
+
+
+SELF_KILL = """
+    import os, pathlib, signal, sys
+    marker = pathlib.Path(sys.argv[1])
+    if not marker.exists():
+        marker.write_text("first attempt")
+        os.kill(os.getpid(), signal.SIGKILL)   # as the OOM killer would
+    print("second attempt succeeds")
+"""
+
+
+def test_retry_policies_retry_what_can_fail_locally_with_backoff_and_record_attempts(tmp_path: Path) -> None:
+    slept: list[float] = []
+    policy = {
+        "ExceptionType": ["SageMaker.JOB_INTERNAL_ERROR"],
+        "IntervalSeconds": 3,
+        "BackoffRate": 2.0,
+        "MaxAttempts": 3,
+    }
+    step = processing_step("flaky", "kill.py", str(tmp_path / "marker"), RetryPolicies=[policy])
+    execution = engine_with(tmp_path, {"kill.py": SELF_KILL}, [step], sleep=slept.append)
+    assert execution.run() == "Succeeded"
+    attempts = execution.states["flaky"].attempts
+    assert [a["status"] for a in attempts] == ["Failed", "Succeeded"]
+    assert attempts[0]["cause"] == "SageMaker.JOB_INTERNAL_ERROR" and "SIGKILL" in attempts[0]["reason"]
+    assert slept == [3.0]
+
+
+def test_a_script_error_is_not_retried(tmp_path: Path) -> None:
+    policy = {
+        "ExceptionType": ["SageMaker.JOB_INTERNAL_ERROR"],
+        "IntervalSeconds": 1,
+        "BackoffRate": 2.0,
+        "MaxAttempts": 3,
+    }
+    step = processing_step("bad", "bad.py", RetryPolicies=[policy])
+    execution = engine_with(tmp_path, {"bad.py": "raise SystemExit(3)"}, [step], sleep=lambda _: None)
+    assert execution.run() == "Failed"
+    assert len(execution.states["bad"].attempts) == 1
+    assert execution.failure and execution.failure["reason"] == "AlgorithmError: bad.py exited with status 3"
+
+
+def test_independent_steps_run_in_parallel(tmp_path: Path) -> None:
+    sleeper = "import time; time.sleep(1.5)"
+    steps = [
+        processing_step("a", "sleep.py"),
+        processing_step("b", "sleep.py"),
+        processing_step("c", "sleep.py", DependsOn=["a", "b"]),
+    ]
+    execution = engine_with(tmp_path, {"sleep.py": sleeper}, steps, max_parallel=2)
+    assert execution.run() == "Succeeded"
+    a, b, c = (execution.states[n] for n in "abc")
+    assert b.started < a.ended and a.started < b.ended  # overlapped
+    assert c.started >= max(a.ended, b.ended)  # waited for both
+
+
+def test_outputs_property_files_and_conditions_resolve_like_sagemaker(tmp_path: Path) -> None:
+    writer = """
+        import json, pathlib, sys
+        out = pathlib.Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps({"metrics": {"score": {"value": 0.75}}}))
+    """
+    reader = """
+        import pathlib, sys
+        print("got", sorted(p.name for p in pathlib.Path(sys.argv[1]).iterdir()))
+    """
+    produce = processing_step(
+        "produce",
+        "writer.py",
+        "/opt/ml/processing/output/report",
+        outputs=("report",),
+        PropertyFiles=[{"PropertyFileName": "r", "OutputName": "report", "FilePath": "report.json"}],
+    )
+    consume = processing_step("consume", "reader.py", "/opt/ml/processing/input/report")
+    consume["Arguments"]["ProcessingInputs"].append(
+        {
+            "InputName": "report",
+            "S3Input": {
+                "S3Uri": {"Get": "Steps.produce.ProcessingOutputConfig.Outputs['report'].S3Output.S3Uri"},
+                "LocalPath": "/opt/ml/processing/input/report",
+                "S3DataType": "S3Prefix",
+                "S3InputMode": "File",
+            },
+        }
+    )
+    score = {"Std:JsonGet": {"PropertyFile": {"Get": "Steps.produce.PropertyFiles.r"}, "Path": "metrics.score.value"}}
+    gate = {
+        "Name": "gate",
+        "Type": "Condition",
+        "Arguments": {
+            "Conditions": [{"Type": "GreaterThanOrEqualTo", "LeftValue": score, "RightValue": 0.7}],
+            "IfSteps": [consume],
+            "ElseSteps": [{"Name": "nope", "Type": "Fail", "Arguments": {"ErrorMessage": "too low"}}],
+        },
+    }
+    execution = engine_with(tmp_path, {"writer.py": writer, "reader.py": reader}, [produce, gate])
+    assert execution.run() == "Succeeded"
+    assert execution.states["nope"].status == "Skipped"
+    log = (execution.step_dir("consume") / "log.txt").read_text()
+    assert "got ['report.json']" in log
+    uri = execution.states["produce"].result["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+    assert uri == f"s3://b/out/{execution.id}/produce/report"
+
+
+def test_ctrl_c_stops_the_running_jobs_and_marks_the_execution_stopped(tmp_path: Path) -> None:
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "tests")!r}]
+        from pathlib import Path
+        from test_local import engine_with, processing_step
+        step = processing_step("sleepy", "sleepy.py", {str(tmp_path / "pid")!r})
+        body = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"
+        execution = engine_with(Path({str(tmp_path)!r}), {{"sleepy.py": body}}, [step])
+        print(execution.id, flush=True)
+        try:
+            execution.run()
+        except KeyboardInterrupt:
+            print("interrupted", execution.status, flush=True)
+            sys.exit(130)
+    """)
+    )
+    proc = subprocess.Popen([sys.executable, str(driver)], stdout=subprocess.PIPE, text=True)
+    pid_file = tmp_path / "pid"
+    deadline = time.time() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    job_pid = int(pid_file.read_text())
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted Stopped" in out
+    execution_id = out.split()[0]
+    record = json.loads((tmp_path / "executions" / execution_id / "execution.json").read_text())
+    assert record["status"] == "Stopped" and record["steps"]["sleepy"]["status"] == "Stopped"
+    with pytest.raises(ProcessLookupError):
+        os.kill(job_pid, 0)
+
+
+def test_expressions_and_conditions() -> None:
+    results = {
+        "s": {
+            "ProcessingOutputConfig": {"Outputs": [{"OutputName": "a", "S3Output": {"S3Uri": "s3://x/a"}}]},
+            "TrainingJobSummaries": [{"TrainingJobName": "best"}],
+            "PropertyFiles": {"p": {"m": [{"v": 2}]}},
+        }
+    }
+    r = Resolver(
+        {"N": 3, "S": "abc", "F": 0.5}, {"PipelineExecutionId": "e1"}, results.__getitem__, lambda uri: {"k": 7}
+    )
+    assert r({"Get": "Steps.s.ProcessingOutputConfig.Outputs['a'].S3Output.S3Uri"}) == "s3://x/a"
+    assert (
+        r(
+            {
+                "Std:Join": {
+                    "On": "/",
+                    "Values": [
+                        "s3:/",
+                        {"Get": "Steps.s.TrainingJobSummaries[0].TrainingJobName"},
+                        {"Get": "Execution.PipelineExecutionId"},
+                        {"Get": "Parameters.N"},
+                    ],
+                }
+            }
+        )
+        == "s3://best/e1/3"
+    )
+    assert r({"Std:JsonGet": {"PropertyFile": {"Get": "Steps.s.PropertyFiles.p"}, "Path": "m[0].v"}}) == 2
+    assert r({"Std:JsonGet": {"S3Uri": "s3://x/y.json", "Path": "k"}}) == 7
+    n, s = {"Get": "Parameters.N"}, {"Get": "Parameters.S"}
+    assert r.condition({"Type": "Equals", "LeftValue": n, "RightValue": 3})
+    assert r.condition({"Type": "GreaterThan", "LeftValue": n, "RightValue": 2.5})
+    assert not r.condition({"Type": "LessThanOrEqualTo", "LeftValue": n, "RightValue": 2})
+    assert r.condition({"Type": "In", "QueryValue": s, "Values": ["x", "abc"]})
+    assert r.condition({"Type": "Not", "Condition": {"Type": "Equals", "LeftValue": s, "RightValue": "b"}})
+    assert r.condition(
+        {
+            "Type": "Or",
+            "Conditions": [
+                {"Type": "Equals", "LeftValue": s, "RightValue": "b"},
+                {"Type": "GreaterThanOrEqualTo", "LeftValue": {"Get": "Parameters.F"}, "RightValue": 0.5},
+            ],
+        }
+    )
+    with pytest.raises(ExpressionError, match="no element named 'b'"):
+        r({"Get": "Steps.s.ProcessingOutputConfig.Outputs['b'].S3Output.S3Uri"})
+    with pytest.raises(ExpressionError, match="unknown parameter 'Nope'"):
+        r({"Get": "Parameters.Nope"})
+
+
+def test_cache_entries_expire(tmp_path: Path) -> None:
+    assert parse_duration("P30D").days == 30 and parse_duration("PT12H").total_seconds() == 12 * 3600
+    step = processing_step("a", "ok.py", outputs=("o",), CacheConfig={"Enabled": True, "ExpireAfter": "PT1H"})
+    first = engine_with(tmp_path, {"ok.py": "print('ok')"}, [step])
+    assert first.run() == "Succeeded" and not first.states["a"].cache_hit
+    second = engine_with(tmp_path, {}, [step])
+    assert second.run() == "Succeeded" and second.states["a"].cache_hit
+    for entry in (tmp_path / "cache").glob("*.json"):  # age the entry past its expiry
+        data = json.loads(entry.read_text())
+        data["created"] = "2020-01-01T00:00:00+00:00"
+        entry.write_text(json.dumps(data))
+    third = engine_with(tmp_path, {}, [step])
+    assert third.run() == "Succeeded" and not third.states["a"].cache_hit
+
+
+def test_unknown_step_types_and_parameters_are_refused_up_front(tmp_path: Path) -> None:
+    with pytest.raises(DefinitionError, match="step 'r' has type RegisterModel, which the local engine cannot run"):
+        engine_with(tmp_path, {}, [{"Name": "r", "Type": "RegisterModel", "Arguments": {}}])
+    store = ObjectStore(tmp_path / "s3")
+    with pytest.raises(DefinitionError, match="unknown parameter"):
+        Execution(tmp_path, {"Parameters": [], "Steps": []}, {"X": 1}, store)
