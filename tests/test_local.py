@@ -473,3 +473,21 @@ def test_unknown_step_types_and_parameters_are_refused_up_front(tmp_path: Path) 
     store = ObjectStore(tmp_path / "s3")
     with pytest.raises(DefinitionError, match="unknown parameter"):
         Execution(tmp_path, {"Parameters": [], "Steps": []}, {"X": 1}, store)
+
+
+def test_the_live_table_shows_status_elapsed_and_cache_hits(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from pipelines.local.display import Display, step_table
+
+    step = processing_step("a", "ok.py", CacheConfig={"Enabled": True, "ExpireAfter": "P1D"})
+    engine_with(tmp_path, {"ok.py": "print('ok')"}, [step]).run()
+    execution = engine_with(tmp_path, {}, [step])
+    console = Console(record=True, width=120, force_terminal=True)
+    display = Display(console, live=True)
+    display.attach(execution)
+    with display:
+        execution.run()
+    console.print(step_table(execution))
+    text = console.export_text()
+    assert "Succeeded" in text and "hit" in text and f"execution {execution.id}" in text
