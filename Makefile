@@ -13,7 +13,6 @@ export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
@@ -21,11 +20,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pipelines test
 
 lint: $(STAMP)
-	$(PY) -m ruff check pipelines steps tests bench
-	$(PY) -m mypy
+	$(PY) -m pipelines lint
 
 data: data/.stamp
 
@@ -37,7 +35,7 @@ pipeline-local: $(STAMP) data/.stamp
 	$(PY) -m pipelines local run $(CONFIG) $(PARAMS)
 
 bench: $(STAMP)
-	$(PY) bench/run.py --out docs/benchmarks.md
+	$(PY) -m pipelines bench
 
 validate: $(STAMP)
 	$(PY) -m pipelines validate $(CONFIG)

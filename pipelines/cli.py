@@ -101,6 +101,24 @@ def cmd_golden(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tool(cmd: list[str]) -> int:
+    """Run one of the project's dev tools with this interpreter, from the repository root."""
+    print("+ " + " ".join(cmd), flush=True)
+    return subprocess.call([sys.executable, *cmd], cwd=ROOT)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    return _tool(["-m", "pytest", "-q", *args.pytest_args])
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    return _tool(["-m", "ruff", "check", "pipelines", "steps", "tests", "bench"]) or _tool(["-m", "mypy"])
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    return _tool(["bench/run.py", *(["--only", *args.only] if args.only else [])])
+
+
 def _docker(cmd: list[str]) -> int:
     print("+ " + " ".join(cmd), flush=True)
     try:
@@ -344,6 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("step")
     p.add_argument("--root", help=root_help)
     p.add_argument("--tail", type=int, default=0, help="only the last N lines")
+    p = command("test", cmd_test, "run the test suite (make test)")
+    p.add_argument("pytest_args", nargs="*", help="passed to pytest")
+    command("lint", cmd_lint, "ruff and mypy (make lint)")
+    p = command("bench", cmd_bench, "run the benchmarks, rewriting docs/benchmarks.md (make bench)")
+    p.add_argument("--only", nargs="*", help="benchmark names: preprocess, loader, compile, local")
     command("golden", cmd_golden, "regenerate the golden definitions under tests/golden (make golden)")
     command("image-build", cmd_image_build, "build the training and inference images (make image-build)")
     command("image-push", cmd_image_push, "push them to ECR (make image-push)")

@@ -354,7 +354,7 @@ def first_image_channels(source: Source) -> int:
         return 1 if img.mode in ("L", "1", "I", "I;16", "F", "LA") else 3
 
 
-def iter_encoded(source: Source, channels: int, size: tuple[int, int] | None) -> Iterator[list[np.ndarray]]:
+def iter_encoded(source: Source, channels: int) -> Iterator[list[np.ndarray]]:
     """Yield lists of (C, h, w) images in input order, one row group at a time."""
     assert source.image_column is not None
     row = 0
@@ -584,7 +584,7 @@ def _write_splits(source: Source, opts: Options, channels: int, counts: dict[str
             rate = start / (time.time() - t0)
             print(f"preprocess: {start}/{len(source.labels)} rows ({rate:.0f} rows/s)", flush=True)
     else:
-        for images in iter_encoded(source, channels, opts.size):
+        for images in iter_encoded(source, channels):
             by_shape: list[np.ndarray] = []
             for img in images:
                 by_shape.append(resize(img[None], opts.size)[0] if opts.size else img)

@@ -330,11 +330,6 @@ def atomic_save(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    model = getattr(model, "_orig_mod", model)  # torch.compile
-    return getattr(model, "module", model)  # DistributedDataParallel
-
-
 def checkpoint_dir(args: argparse.Namespace, rt: Runtime) -> Path | None:
     path = Path(args.checkpoint_dir)
     try:

@@ -50,10 +50,9 @@ def test_bundled_specs_validate(config: Path) -> None:
     assert main(["validate", str(config)]) == 0
 
 
-def test_the_base_spec_of_the_corpus_is_valid() -> None:
+def test_the_base_spec_of_the_corpus_is_valid(tmp_path: Path) -> None:
     for text in (BASE, TUNING):
-        path = ROOT / "build" / "tmp-valid.yaml"
-        path.parent.mkdir(exist_ok=True)
+        path = tmp_path / "valid.yaml"
         path.write_text(text)
         load_spec(path)
 

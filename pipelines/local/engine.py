@@ -104,8 +104,8 @@ def build_graph(definition: dict[str, Any]) -> dict[str, StepState]:
         if name in states:
             raise DefinitionError(f"step name '{name}' appears twice in the definition")
         depends = set(step.get("DependsOn", [])) | references(step.get("Arguments", {}))
-        if step["Type"] == "Condition":
-            depends = references(step["Arguments"].get("Conditions", []))
+        if step["Type"] == "Condition":  # its branches' steps run after it, not before
+            depends = set(step.get("DependsOn", [])) | references(step["Arguments"].get("Conditions", []))
         if branch:
             depends.add(branch[0])
         states[name] = StepState(name, step["Type"], step, depends - {name}, branch)
