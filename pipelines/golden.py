@@ -13,6 +13,7 @@ from pathlib import Path
 from pipelines.settings import Settings
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "tests" / "golden"
+CONFIG_DIR = GOLDEN_DIR.parents[1] / "config"
 GOLDEN_SETTINGS = Settings(
     region="eu-west-1",
     role_arn="arn:aws:iam::123456789012:role/sm-pipelines-execution",
@@ -32,7 +33,10 @@ def golden_definition(spec_path: Path) -> str:
 
 
 def regenerate() -> list[Path]:
+    """Copy the bundled specs beside their goldens, then compile every spec in the folder."""
     written = []
+    for config in sorted(CONFIG_DIR.glob("*.yaml")):
+        (GOLDEN_DIR / config.name).write_text(config.read_text())
     for spec_path in sorted(GOLDEN_DIR.glob("*.yaml")):
         out = spec_path.with_suffix(".json")
         out.write_text(golden_definition(spec_path))

@@ -29,6 +29,7 @@ def test_definition_matches_its_golden_file(spec: Path) -> None:
 
 
 def test_golden_specs_are_the_bundled_configs() -> None:
+    """`make golden` copies config/*.yaml here; a config edited without it fails this test."""
     for spec in GOLDEN_DIR.glob("*.yaml"):
         assert spec.read_text() == (ROOT / "config" / spec.name).read_text()
 

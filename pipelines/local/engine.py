@@ -368,20 +368,14 @@ class Execution:
 
         try:
             self._execute(state, directory, log)
-        except StepFailed as exc:
-            log(f"step failed: {exc.reason}")
-            with self.lock:
-                if self.failure is None and not self.stopping.is_set():
-                    self.failure = {"step": state.name, "reason": exc.reason, "log": str(log_path)}
-            status = "Stopped" if self.stopping.is_set() else "Failed"
-            self._set(state, status, ended=time.time(), failure_reason=exc.reason)
-        except Exception as exc:  # an engine bug or an unreadable reference: fail this step, keep the record
-            reason = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # StepFailed, or an unreadable reference: fail this step, keep the record
+            reason = exc.reason if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}"
             log(f"step failed: {reason}")
+            stopped = self.stopping.is_set()
             with self.lock:
-                if self.failure is None:
+                if self.failure is None and not stopped:
                     self.failure = {"step": state.name, "reason": reason, "log": str(log_path)}
-            self._set(state, "Failed", ended=time.time(), failure_reason=reason)
+            self._set(state, "Stopped" if stopped else "Failed", ended=time.time(), failure_reason=reason)
         finally:
             log_file.close()
 
