@@ -112,7 +112,9 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
-    return _tool(["-m", "ruff", "check", "pipelines", "steps", "tests", "bench"]) or _tool(["-m", "mypy"])
+    ruff = ["-m", "ruff", "check", "pipelines", "steps", "tests", "bench"]
+    layers = ["-c", "from importlinter.cli import lint_imports_command; lint_imports_command()"]
+    return _tool(ruff) or _tool(["-m", "mypy"]) or _tool(layers)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -129,25 +131,13 @@ def _docker(cmd: list[str]) -> int:
 
 def _images() -> list[tuple[str, str, str]]:
     """(kind, base image, target URI) for the training and inference images."""
-    from pipelines.compiler.context import custom_image_uri, sdk_environment
+    from pipelines.compiler.context import base_image_uri, custom_image_uri
     from pipelines.settings import Settings
 
-    sdk_environment()
-    from sagemaker import image_uris
-
     settings = Settings()
-    out = []
-    for kind, scope in (("training", "training"), ("inference", "inference")):
-        base = image_uris.retrieve(
-            "pytorch",
-            region=settings.region,
-            version="2.6.0",
-            py_version="py312",
-            instance_type="ml.g5.xlarge",
-            image_scope=scope,
-        )
-        out.append((kind, base, custom_image_uri(settings, kind)))
-    return out
+    return [
+        (kind, base_image_uri(settings, kind), custom_image_uri(settings, kind)) for kind in ("training", "inference")
+    ]
 
 
 def cmd_image_build(args: argparse.Namespace) -> int:

@@ -84,6 +84,23 @@ def container_tag(kind: str) -> str:
     return digest.hexdigest()[:12]
 
 
+def base_image_uri(settings: Settings, kind: str, version: str = "2.6.0", py_version: str = "py312") -> str:
+    """The SageMaker PyTorch GPU image the project's own ``kind`` image extends (containers/<kind>/)."""
+    sdk_environment()
+    from sagemaker import image_uris
+
+    return str(
+        image_uris.retrieve(
+            "pytorch",
+            region=settings.region,
+            version=version,
+            py_version=py_version,
+            instance_type=_GPU_FOR_IMAGE,
+            image_scope=kind,
+        )
+    )
+
+
 def custom_image_uri(settings: Settings, kind: str) -> str:
     account = settings.account
     if account is None:

@@ -117,7 +117,8 @@ class Job:
         try:
             n = self.store.download(uri, target)
         except StoreError as exc:
-            raise StepFailed(f"ClientError: input {uri}: {exc}", "ClientError") from exc
+            hint = "; put the data there or serve its bucket from a directory with --mount BUCKET=DIR"
+            raise StepFailed(f"ClientError: input {uri}: {exc}{hint}", "ClientError") from exc
         except OSError as exc:
             raise StepFailed(f"cannot stage {uri}: {exc}", "Step.SERVICE_FAULT") from exc
         self.log(f"staged {n} object(s) from {uri} into {local_path}")
