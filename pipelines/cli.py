@@ -103,7 +103,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
 def _tool(cmd: list[str]) -> int:
     """Run one of the project's dev tools with this interpreter, from the repository root."""
-    print("+ " + " ".join(cmd), flush=True)
+    print("+ python " + " ".join(cmd), flush=True)
     return subprocess.call([sys.executable, *cmd], cwd=ROOT)
 
 
