@@ -491,3 +491,52 @@ def test_the_live_table_shows_status_elapsed_and_cache_hits(tmp_path: Path) -> N
     console.print(step_table(execution))
     text = console.export_text()
     assert "Succeeded" in text and "hit" in text and f"execution {execution.id}" in text
+
+
+def test_transfer_learning_spec_runs_locally_with_weights_from_a_mounted_channel(
+    local_root: dict, tmp_path: Path
+) -> None:
+    import tarfile
+
+    import torch
+    import torchvision
+
+    weights = tmp_path / "weights" / "mnv3"
+    weights.mkdir(parents=True)
+    reference = torchvision.models.mobilenet_v3_small(weights=None).state_dict()
+    torch.save(reference, weights / "mobilenet_v3_small.pth")
+    root = tmp_path / "runs"
+    code = main(
+        [
+            "local",
+            "run",
+            "config/transfer.yaml",
+            "--root",
+            str(root),
+            "--mount",
+            f"sm-pipelines-data={local_root['data']}",
+            "--mount",
+            f"w={tmp_path}",
+            "Backbone=mobilenet_v3_small",
+            "PretrainedWeights=s3://w/weights/mnv3/",
+            "FeatureExtract=true",
+            "Epochs=1",
+            "AccuracyThreshold=0.0",
+        ]
+    )
+    assert code == 0
+    record = latest(root)
+    run_dir = root / "executions" / record["id"]
+    assert "--feature-extract True" in (run_dir / "steps" / "train" / "log.txt").read_text()
+    model_uri = json.loads((run_dir / "steps" / "train" / "result.json").read_text())["ModelArtifacts"][
+        "S3ModelArtifacts"
+    ]
+    with tarfile.open(ObjectStore(root / "s3").path(model_uri)) as tar:
+        tar.extractall(tmp_path / "model", filter="data")
+    trained = torch.load(tmp_path / "model" / "model.pth", weights_only=True)
+    # the backbone came from the channel and stayed frozen; only the heads trained
+    for key in ("features.0.0.weight", "features.12.0.weight", "features.3.block.0.1.running_mean"):
+        assert torch.equal(trained[f"backbone.{key}"], reference[key])
+    config = json.loads((tmp_path / "model" / "model_config.json").read_text())
+    assert config["architecture"] == "mobilenet_v3_small" and config["feature_extract"] is True
+    assert config["input"]["channels"] == 3
