@@ -378,40 +378,22 @@ class Checker:
             )
             return
         options = script_options(path)
-        given = step.hyperparameters if isinstance(step, TrainingSpec) else step.arguments
-        key = "hyperparameters" if isinstance(step, TrainingSpec) else "arguments"
-        if options and isinstance(step, ProcessingSpec):
+        if not options:
+            return  # a script whose argparse calls we cannot read: nothing to check against
+        spelled = sorted(o for o in options if "_" not in o)
+        checks: list[tuple[Path_, str, str]] = []  # (where, option name, what it is for)
+        if isinstance(step, ProcessingSpec):
             # each mount is passed to the script as --<name> <directory>
-            for name in step.inputs:
-                if name not in options:
-                    self.add(
-                        (*here, "inputs", name),
-                        f"steps/{step.script} has no option --{name} to receive this input",
-                        self._suggest(name, sorted(o for o in options if "_" not in o)),
-                    )
-            for j, name in enumerate(step.outputs):
-                if name not in options:
-                    self.add(
-                        (*here, "outputs", j),
-                        f"steps/{step.script} has no option --{name} to receive this output",
-                        self._suggest(name, sorted(o for o in options if "_" not in o)),
-                    )
-        if options:
-            for name in given:
-                if name not in options:
-                    self.add(
-                        (*here, key, name),
-                        f"steps/{step.script} has no option --{name}",
-                        self._suggest(name, sorted(o for o in options if "_" not in o)),
-                    )
-        if isinstance(step, TuningSpec) and options:
-            for name in step.ranges:
-                if name not in options:
-                    self.add(
-                        (*here, "ranges", name),
-                        f"steps/{step.script} has no option --{name} to tune",
-                        self._suggest(name, sorted(o for o in options if "_" not in o)),
-                    )
+            checks += [((*here, "inputs", n), n, " to receive this input") for n in step.inputs]
+            checks += [((*here, "outputs", j), n, " to receive this output") for j, n in enumerate(step.outputs)]
+            checks += [((*here, "arguments", n), n, "") for n in step.arguments]
+        else:
+            checks += [((*here, "hyperparameters", n), n, "") for n in step.hyperparameters]
+        if isinstance(step, TuningSpec):
+            checks += [((*here, "ranges", n), n, " to tune") for n in step.ranges]
+        for where, name, purpose in checks:
+            if name not in options:
+                self.add(where, f"steps/{step.script} has no option --{name}{purpose}", self._suggest(name, spelled))
 
     def training(self, step: TrainingSpec, here: Path_) -> None:
         if step.spot is not None and step.checkpoint_s3_uri is None:
