@@ -272,8 +272,7 @@ def _direct_quickstart(work: Path, digits: Path, epochs: int, nproc: int) -> Non
     steps = ROOT / "steps"
     shutil.rmtree(work, ignore_errors=True)
     out = work / "preprocess"
-    run = lambda cmd, env=None: measured(cmd, env)  # noqa: E731
-    run(
+    measured(
         [
             py,
             str(steps / "preprocess.py"),
@@ -303,7 +302,7 @@ def _direct_quickstart(work: Path, digits: Path, epochs: int, nproc: int) -> Non
         "SM_CHECKPOINT_DIR": str(job / "checkpoints"),
         "PYTHONUNBUFFERED": "1",
     }
-    run(
+    measured(
         [
             py,
             "-m",
@@ -326,7 +325,7 @@ def _direct_quickstart(work: Path, digits: Path, epochs: int, nproc: int) -> Non
     with tarfile.open(job / "model.tar.gz", "w:gz") as tar:
         for item in sorted((job / "model").iterdir()):
             tar.add(item, arcname=item.name)
-    run(
+    measured(
         [
             py,
             str(steps / "evaluate.py"),

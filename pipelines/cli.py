@@ -56,7 +56,7 @@ def cmd_upsert(args: argparse.Namespace) -> int:
     require_settings(Settings())
     compiled = _compile(args.config)
     compiled.write(BUILD / f"{compiled.name}.json")
-    arn = Remote(compiled.settings).upsert(compiled.name, compiled.definition, _load(args.config), compiled.uploads())
+    arn = Remote(compiled.settings).upsert(compiled.name, compiled.definition, compiled.spec, compiled.uploads())
     print(arn)
     return 0
 
@@ -70,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = Settings()
     require_settings(settings)
     remote = Remote(settings)
-    name = f"{settings.name_prefix}{spec.name}"
+    name = settings.pipeline_name(spec.name)
     arn = remote.start(name, overrides)
     if args.no_wait:
         return 0
@@ -183,14 +183,12 @@ def _mounts(pairs: list[str]) -> dict[str, Path]:
 
 
 def cmd_local_run(args: argparse.Namespace) -> int:
-    from pipelines.compiler import compile_pipeline
     from pipelines.local.display import Display
     from pipelines.local.engine import Execution, LocalOptions
     from pipelines.local.store import ObjectStore
     from pipelines.remote import parse_overrides
-    from pipelines.settings import Settings
 
-    compiled = compile_pipeline(_load(args.config), Settings())
+    compiled = _compile(args.config)
     compiled.write(BUILD / f"{compiled.name}.json")
     # from here on the engine sees only the definition JSON, as SageMaker would
     definition = json.loads(compiled.definition)

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     account_id: str | None = Field(None, description="for custom image URIs; defaults to the role's account")
     image_repository_prefix: str = Field("sm-pipelines", description="ECR repositories <prefix>-training/-inference")
 
+    def pipeline_name(self, spec_name: str) -> str:
+        """The name SageMaker knows the pipeline by."""
+        return f"{self.name_prefix}{spec_name}"
+
     @property
     def bucket(self) -> str:
         return self.default_bucket or PLACEHOLDER_BUCKET

@@ -125,41 +125,22 @@ def test_a_changed_parameter_reruns_exactly_the_steps_it_reaches_and_reaches_the
     assert "--epochs 1" in log and "epoch=1 " in log and "epoch=2 " not in log
 
 
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m pipelines ...` in a fresh process, as a later shell session would run it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "pipelines", *args], capture_output=True, text=True, env=env, cwd=ROOT)
+
+
 def test_records_are_read_by_later_processes(first_run: dict, local_root: dict) -> None:
     root = str(local_root["root"])
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    listing = subprocess.run(
-        [sys.executable, "-m", "pipelines", "local", "list", "--root", root],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    listing = cli("local", "list", "--root", root)
     assert listing.returncode == 0 and first_run["id"] in listing.stdout
-    described = subprocess.run(
-        [sys.executable, "-m", "pipelines", "local", "describe", first_run["id"], "--root", root],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    described = cli("local", "describe", first_run["id"], "--root", root)
     assert described.returncode == 0
     assert "train" in described.stdout and "Succeeded" in described.stdout and '"Epochs": 2' in described.stdout
-    logs = subprocess.run(
-        [sys.executable, "-m", "pipelines", "local", "logs", first_run["id"], "train", "--root", root],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    logs = cli("local", "logs", first_run["id"], "train", "--root", root)
     assert logs.returncode == 0 and "best_epoch=" in logs.stdout
-    missing = subprocess.run(
-        [sys.executable, "-m", "pipelines", "local", "logs", first_run["id"], "trian", "--root", root],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    missing = cli("local", "logs", first_run["id"], "trian", "--root", root)
     assert missing.returncode == 2 and "did you mean 'train'?" in missing.stderr
 
 

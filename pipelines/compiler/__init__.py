@@ -46,6 +46,7 @@ class CompiledPipeline:
     code: CodeBundle
     pipeline: Any  # sagemaker.workflow.pipeline.Pipeline
     settings: Settings
+    spec: PipelineSpec
 
     def uploads(self) -> dict[str, bytes]:
         return self.code.uploads(self.settings.bucket, self.name)
@@ -68,7 +69,7 @@ def compile_pipeline(spec: PipelineSpec, settings: Settings | None = None) -> Co
     from sagemaker.workflow.pipeline_experiment_config import PipelineExperimentConfig
 
     settings = settings or Settings()
-    name = f"{settings.name_prefix}{spec.name}"
+    name = settings.pipeline_name(spec.name)
     ctx = CompileContext(spec, settings, offline_session(settings), pack_steps(), name)
     kinds: dict[str, Any] = {
         "String": ParameterString,
@@ -101,4 +102,4 @@ def compile_pipeline(spec: PipelineSpec, settings: Settings | None = None) -> Co
         ),
     )
     definition = canonical_json(pipeline.definition())
-    return CompiledPipeline(name, definition, ctx.code, pipeline, settings)
+    return CompiledPipeline(name, definition, ctx.code, pipeline, settings, spec)
