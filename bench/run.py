@@ -54,7 +54,7 @@ def machine() -> str:
 
 
 def bench_preprocess(args: argparse.Namespace) -> str:
-    from pipelines.datasets import write_bengali
+    from tests.tools.datasets import write_bengali
 
     rows = args.rows
     src = OUT / f"bengali_{rows}"
@@ -344,10 +344,10 @@ def bench_local(args: argparse.Namespace) -> str:
     import statistics
 
     from pipelines.compiler import compile_pipeline
-    from pipelines.datasets import write_digits
     from pipelines.loader import load_spec
     from pipelines.local.engine import Execution, LocalOptions
     from pipelines.local.store import ObjectStore
+    from tests.tools.datasets import write_digits
 
     data = OUT / "local-data"
     if not (data / "digits" / "digits.parquet").exists():

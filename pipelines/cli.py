@@ -56,21 +56,26 @@ def cmd_upsert(args: argparse.Namespace) -> int:
     require_settings(Settings())
     compiled = _compile(args.config)
     compiled.write(BUILD / f"{compiled.name}.json")
-    arn = Remote(compiled.settings).upsert(compiled.name, compiled.definition, compiled.spec, compiled.uploads())
+    remote = Remote(compiled.settings)
+    arn = remote.upsert(
+        compiled.name, compiled.definition, compiled.uploads(), compiled.spec.description, compiled.spec.tags
+    )
     print(arn)
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipelines.remote import Remote, parse_overrides, require_settings
+    from pipelines.parameters import parse_overrides
+    from pipelines.remote import Remote, require_settings
     from pipelines.settings import Settings
 
-    spec = _load(args.config)
-    overrides = parse_overrides(spec, args.params)
+    compiled = _compile(args.config)
+    # checked against the definition the pipeline was compiled to, exactly as a local run checks them
+    overrides = parse_overrides(json.loads(compiled.definition), args.params)
     settings = Settings()
     require_settings(settings)
     remote = Remote(settings)
-    name = settings.pipeline_name(spec.name)
+    name = compiled.name
     arn = remote.start(name, overrides)
     if args.no_wait:
         return 0
@@ -81,44 +86,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     remote.download_results(arn, BUILD / name / arn.rsplit("/", 1)[-1])
     return 0
-
-
-def cmd_data(args: argparse.Namespace) -> int:
-    from pipelines.datasets import write_all
-
-    written = write_all(Path(args.out), bengali_images=args.bengali_images)
-    for name, paths in written.items():
-        for path in paths:
-            print(f"{name}: {path}")
-    return 0
-
-
-def cmd_golden(args: argparse.Namespace) -> int:
-    from pipelines.golden import regenerate
-
-    for path in regenerate():
-        print(f"wrote {path}")
-    return 0
-
-
-def _tool(cmd: list[str]) -> int:
-    """Run one of the project's dev tools with this interpreter, from the repository root."""
-    print("+ python " + " ".join(cmd), flush=True)
-    return subprocess.call([sys.executable, *cmd], cwd=ROOT)
-
-
-def cmd_test(args: argparse.Namespace) -> int:
-    return _tool(["-m", "pytest", "-q", *args.pytest_args])
-
-
-def cmd_lint(args: argparse.Namespace) -> int:
-    ruff = ["-m", "ruff", "check", "pipelines", "steps", "tests", "bench"]
-    layers = ["-c", "from importlinter.cli import lint_imports_command; lint_imports_command()"]
-    return _tool(ruff) or _tool(["-m", "mypy"]) or _tool(layers)
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    return _tool(["bench/run.py", *(["--only", *args.only] if args.only else [])])
 
 
 def _docker(cmd: list[str]) -> int:
@@ -186,13 +153,13 @@ def cmd_local_run(args: argparse.Namespace) -> int:
     from pipelines.local.display import Display
     from pipelines.local.engine import Execution, LocalOptions
     from pipelines.local.store import ObjectStore
-    from pipelines.remote import parse_overrides
+    from pipelines.parameters import parse_overrides
 
     compiled = _compile(args.config)
     compiled.write(BUILD / f"{compiled.name}.json")
     # from here on the engine sees only the definition JSON, as SageMaker would
     definition = json.loads(compiled.definition)
-    overrides = parse_overrides({p["Name"]: p["Type"] for p in definition.get("Parameters", [])}, args.params)
+    overrides = parse_overrides(definition, args.params)
     root = _root(args)
     store = ObjectStore(root / "s3", _mounts(args.mount))
     for uri, data in compiled.uploads().items():
@@ -226,60 +193,28 @@ def cmd_local_run(args: argparse.Namespace) -> int:
 
 
 def cmd_local_list(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
+    from pipelines.local.display import print_executions
+    from pipelines.local.records import list_executions
 
-    from pipelines.local.engine import list_executions
-
-    console = Console() if sys.stdout.isatty() else Console(width=200)  # whole ids when piped
-    table = Table("execution", "pipeline", "status", "started", "failed step")
-    for record in list_executions(_root(args)):
-        table.add_row(
-            record["id"],
-            record["pipeline"],
-            record["status"],
-            record["started"] or "",
-            (record.get("failure") or {}).get("step", ""),
-        )
-    console.print(table)
+    print_executions(list_executions(_root(args)))
     return 0
 
 
 def cmd_local_describe(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from pipelines.local.engine import load_execution
+    from pipelines.local.display import print_execution
+    from pipelines.local.records import load_execution
 
     record = load_execution(_root(args), args.execution)
-    console = Console() if sys.stdout.isatty() else Console(width=200)
-    console.print(
-        f"execution {record['id']} of {record['pipeline']}: {record['status']} "
-        f"(started {record['started']}, ended {record['ended']})"
-    )
-    console.print(f"parameters: {json.dumps(record['parameters'])}")
-    table = Table("step", "type", "status", "elapsed", "cache", "attempts", "reason")
-    for name, step in record["steps"].items():
-        elapsed = f"{step['elapsed_seconds']:.1f}s" if step["elapsed_seconds"] is not None else ""
-        table.add_row(
-            name,
-            step["type"],
-            step["status"],
-            elapsed,
-            "hit" if step["cache_hit"] else "",
-            str(len(step["attempts"])),
-            step["failure_reason"] or "",
-        )
-    console.print(table)
+    print_execution(record)
     return 0 if record["status"] in ("Succeeded", "Executing") else 1
 
 
 def cmd_local_logs(args: argparse.Namespace) -> int:
-    from pipelines.local.engine import load_execution
+    from pipelines.local.records import load_execution
 
     record = load_execution(_root(args), args.execution)
     if args.step not in record["steps"]:
-        from pipelines.loader import did_you_mean
+        from pipelines.suggest import did_you_mean
 
         hint = did_you_mean(args.step, record["steps"])
         raise UsageError(f"execution {args.execution} has no step '{args.step}'" + (f"; {hint}" if hint else ""))
@@ -313,9 +248,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("params", nargs="*", metavar="Name=Value", help="parameter overrides")
     p.add_argument("--no-wait", action="store_true", help="return once the execution has started")
-    p = command("data", cmd_data, "write the example datasets (make data)")
-    p.add_argument("--out", default="data", help="output directory (default: data)")
-    p.add_argument("--bengali-images", type=int, default=4000, help="synthetic Bengali images (default 4000)")
     local = sub.add_parser("local", help="run pipelines on this machine, without Docker or AWS (make pipeline-local)")
     local_sub = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
     root_help = "run root holding the object store, cache and executions (default: $SMP_LOCAL_ROOT or runs)"
@@ -350,12 +282,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("step")
     p.add_argument("--root", help=root_help)
     p.add_argument("--tail", type=int, default=0, help="only the last N lines")
-    p = command("test", cmd_test, "run the test suite (make test)")
-    p.add_argument("pytest_args", nargs="*", help="passed to pytest")
-    command("lint", cmd_lint, "ruff and mypy (make lint)")
-    p = command("bench", cmd_bench, "run the benchmarks, rewriting docs/benchmarks.md (make bench)")
-    p.add_argument("--only", nargs="*", help="benchmark names: preprocess, loader, compile, local")
-    command("golden", cmd_golden, "regenerate the golden definitions under tests/golden (make golden)")
     command("image-build", cmd_image_build, "build the training and inference images (make image-build)")
     command("image-push", cmd_image_push, "push them to ECR (make image-push)")
     return parser
@@ -386,9 +312,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         from pipelines.compiler.context import CompileError
         from pipelines.local.engine import DefinitionError
+        from pipelines.local.records import RecordError
+        from pipelines.parameters import ParameterError
         from pipelines.remote import RemoteError
 
-        if isinstance(exc, CompileError | RemoteError | DefinitionError):
+        if isinstance(exc, CompileError | RemoteError | DefinitionError | ParameterError | RecordError):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         from botocore.exceptions import BotoCoreError, ClientError

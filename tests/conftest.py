@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.datasets import write_bengali, write_digits
+from tests.tools.datasets import write_bengali, write_digits
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ROOT / "steps"

@@ -12,9 +12,9 @@ import pytest
 from pipelines.compiler import compile_pipeline
 from pipelines.compiler.code import pack_steps
 from pipelines.compiler.context import CompileError, container_tag
-from pipelines.golden import GOLDEN_DIR, GOLDEN_SETTINGS, golden_definition
 from pipelines.loader import load_spec
 from pipelines.settings import Settings
+from tests.tools.golden import GOLDEN_DIR, GOLDEN_SETTINGS, golden_definition
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "config").glob("*.yaml"))

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from pipelines.datasets import write_digits
-from pipelines.local.engine import DefinitionError, Execution, LocalOptions, parse_duration
+from pipelines.local.cache import parse_duration
+from pipelines.local.engine import DefinitionError, Execution, LocalOptions
 from pipelines.local.expressions import ExpressionError, Resolver
 from pipelines.local.store import ObjectStore
+from tests.tools.datasets import write_digits
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipelines.datasets import BENGALI_HEADS, encode_png, write_bengali, write_encoded
 from tests.conftest import run_step  # noqa: F401
+from tests.tools.datasets import BENGALI_HEADS, encode_png, write_bengali, write_encoded
 
 
 def load_split(directory: Path) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:

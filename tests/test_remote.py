@@ -13,7 +13,8 @@ from moto import mock_aws
 from pipelines.cli import main
 from pipelines.compiler import compile_pipeline
 from pipelines.loader import load_spec
-from pipelines.remote import Remote, RemoteError, parse_overrides
+from pipelines.parameters import ParameterError, parse_overrides
+from pipelines.remote import Remote
 from pipelines.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ def test_upsert_uploads_code_then_creates_and_later_updates_the_pipeline(spec) -
     compiled = compile_pipeline(spec, SETTINGS)
     said: list[str] = []
     remote = Remote(SETTINGS, echo=said.append)
-    arn = remote.upsert(compiled.name, compiled.definition, spec, compiled.uploads())
+    arn = remote.upsert(compiled.name, compiled.definition, compiled.uploads(), spec.description, spec.tags)
     assert arn.endswith(":pipeline/digits-quickstart")
     described = boto3.client("sagemaker").describe_pipeline(PipelineName="digits-quickstart")
     assert json.loads(described["PipelineDefinition"]) == json.loads(compiled.definition)
@@ -53,7 +54,7 @@ def test_upsert_uploads_code_then_creates_and_later_updates_the_pipeline(spec) -
 
     said.clear()
     remote.upsert(
-        compiled.name, compiled.definition.replace('"DefaultValue": 4', '"DefaultValue": 5'), spec, compiled.uploads()
+        compiled.name, compiled.definition.replace('"DefaultValue": 4', '"DefaultValue": 5'), compiled.uploads()
     )
     assert "updated pipeline digits-quickstart" in said
     assert said[0].startswith("code: 0 new object(s) uploaded")  # content-addressed: nothing to upload again
@@ -66,8 +67,10 @@ def test_start_passes_typed_overrides(spec) -> None:  # type: ignore[no-untyped-
     boto3.client("s3").create_bucket(Bucket="bucket")
     compiled = compile_pipeline(spec, SETTINGS)
     remote = Remote(SETTINGS, echo=lambda _: None)
-    remote.upsert(compiled.name, compiled.definition, spec, compiled.uploads())
-    arn = remote.start(compiled.name, parse_overrides(spec, ["Epochs=3", "AccuracyThreshold=0.9"]))
+    remote.upsert(compiled.name, compiled.definition, compiled.uploads(), spec.description, spec.tags)
+    arn = remote.start(
+        compiled.name, parse_overrides(json.loads(compiled.definition), ["Epochs=3", "AccuracyThreshold=0.9"])
+    )
     sm = boto3.client("sagemaker")
     assert sm.describe_pipeline_execution(PipelineExecutionArn=arn)["PipelineExecutionStatus"] in (
         "Executing",
@@ -87,8 +90,9 @@ def test_start_passes_typed_overrides(spec) -> None:  # type: ignore[no-untyped-
     ],
 )
 def test_bad_overrides_are_refused(spec, pairs: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(RemoteError, match=message):
-        parse_overrides(spec, pairs)
+    definition = json.loads(compile_pipeline(spec, SETTINGS).definition)
+    with pytest.raises(ParameterError, match=message):
+        parse_overrides(definition, pairs)
 
 
 def test_cli_run_refuses_bad_overrides_and_missing_settings_before_any_call(capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.datasets import write_bengali
 from tests.conftest import STEPS, run_step, training_env
+from tests.tools.datasets import write_bengali
 
 METRIC_LINE = re.compile(r"^epoch=(\d+) train_loss=([0-9.eE+-]+) .*val_weighted_recall=([0-9.eE+-]+)", re.M)
 

@@ -7,7 +7,6 @@ definition JSON (code is addressed by content hash, no timestamps).
 
 from __future__ import annotations
 
-import graphlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,26 +16,27 @@ from typing import Any
 from pipelines.compiler.code import CodeBundle, pack_steps
 from pipelines.compiler.context import CompileContext, CompileError, offline_session, sdk_environment
 from pipelines.compiler.deploy import compile_deploy
+from pipelines.compiler.evaluation import compile_evaluation
 from pipelines.compiler.gate import compile_gate
 from pipelines.compiler.processing import compile_processing
 from pipelines.compiler.register import compile_register
-from pipelines.compiler.training import compile_training, compile_tuning
-from pipelines.loader import dependencies
+from pipelines.compiler.training import compile_training
+from pipelines.compiler.tuning import compile_tuning
 from pipelines.settings import Settings
 from pipelines.spec import PipelineSpec
 
 __all__ = ["COMPILERS", "CompileError", "CompiledPipeline", "compile_pipeline"]
 
-# kind -> builder; each returns the SDK steps for one spec step (deploy needs three)
+# kind -> builder (compiler/<kind>.py); each returns the SDK steps for one spec step, the one other
+# steps reference last (deploy needs three). Definition Types they emit each need a local runner.
 COMPILERS: dict[str, Callable[[Any, CompileContext], list[Any]]] = {
-    "processing": compile_processing,
-    "evaluation": compile_processing,  # a processing job plus its property file
-    "training": compile_training,
-    "tuning": compile_tuning,
-    "register": compile_register,
-    "deploy": compile_deploy,
+    "processing": compile_processing,  # Processing
+    "evaluation": compile_evaluation,  # Processing, with a property file
+    "training": compile_training,  # Training
+    "tuning": compile_tuning,  # Tuning
+    "register": compile_register,  # RegisterModel
+    "deploy": compile_deploy,  # Model, EndpointConfig, Endpoint
 }
-GATED_KINDS = ("register", "deploy")
 
 
 @dataclass(frozen=True)
@@ -80,15 +80,14 @@ def compile_pipeline(spec: PipelineSpec, settings: Settings | None = None) -> Co
     for pname, p in spec.parameters.items():
         ctx.parameters[pname] = kinds[p.type](name=pname, default_value=p.default)
 
-    order = graphlib.TopologicalSorter({s.name: dependencies(s) for s in spec.steps}).static_order()
     top_level: list[Any] = []
     gated: list[Any] = []
-    for step_name in order:
+    for step_name in spec.execution_order():
         step = spec.step(step_name)
         assert step is not None
         sdk_steps = COMPILERS[step.kind](step, ctx)
         ctx.sdk_steps[step.name] = sdk_steps[-1]
-        (gated if step.kind in GATED_KINDS else top_level).extend(sdk_steps)
+        (gated if step.gated else top_level).extend(sdk_steps)
     if spec.gate is not None:
         top_level.append(compile_gate(spec.gate, gated, ctx))
 

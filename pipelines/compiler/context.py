@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.compiler.code import CodeBundle
+from pipelines.instances import DEFAULT_GPU_INSTANCE
 from pipelines.settings import Settings
 from pipelines.spec import Image, PipelineSpec
 from pipelines.spec.base import PARAM_REF, STEP_REF
 
 CONTAINERS_DIR = Path(__file__).resolve().parents[2] / "containers"
-# used to pick an image when the instance type is a run-time parameter: GPU images also run on CPUs
-_GPU_FOR_IMAGE = "ml.g5.xlarge"
 
 
 class CompileError(Exception):
@@ -95,7 +94,7 @@ def base_image_uri(settings: Settings, kind: str, version: str = "2.6.0", py_ver
             region=settings.region,
             version=version,
             py_version=py_version,
-            instance_type=_GPU_FOR_IMAGE,
+            instance_type=DEFAULT_GPU_INSTANCE,
             image_scope=kind,
         )
     )
@@ -159,7 +158,8 @@ class CompileContext:
             return custom_image_uri(self.settings, "training" if scope == "training" else "inference")
         from sagemaker import image_uris
 
-        instance = _GPU_FOR_IMAGE if PARAM_REF.match(instance_type) else instance_type
+        # a parameter's value is known only at run time: GPU images also run on CPU instances
+        instance = DEFAULT_GPU_INSTANCE if PARAM_REF.match(instance_type) else instance_type
         try:
             return str(
                 image_uris.retrieve(

@@ -1,11 +1,11 @@
-"""``processing`` and ``evaluation`` steps: a script in a processing job, the code mounted as an input."""
+"""``processing`` steps: a script in a processing job, the code mounted as an input."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pipelines.compiler.context import CompileContext
-from pipelines.spec import EvaluationSpec, ProcessingSpec
+from pipelines.spec import ProcessingSpec
 
 PROCESSING = "/opt/ml/processing"
 
@@ -29,10 +29,14 @@ def container_arguments(step: ProcessingSpec, ctx: CompileContext) -> list[Any]:
 
 
 def compile_processing(step: ProcessingSpec, ctx: CompileContext) -> list[Any]:
+    return [processing_step(step, ctx)]
+
+
+def processing_step(step: ProcessingSpec, ctx: CompileContext, property_files: list[Any] | None = None) -> Any:
+    """The SDK step of a processing job; ``property_files`` are published from its outputs."""
     from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
     from sagemaker.workflow.execution_variables import ExecutionVariables
     from sagemaker.workflow.functions import Join
-    from sagemaker.workflow.properties import PropertyFile
     from sagemaker.workflow.steps import ProcessingStep
 
     processor = Processor(
@@ -75,12 +79,6 @@ def compile_processing(step: ProcessingSpec, ctx: CompileContext) -> list[Any]:
         )
         for name in step.output_names()
     ]
-    property_files = None
-    if isinstance(step, EvaluationSpec):
-        report = PropertyFile(name=f"{step.name}-report", output_name="evaluation", path=step.report)
-        ctx.property_files[step.name] = report
-        ctx.report_files[step.name] = step.report
-        property_files = [report]
     sdk_step = ProcessingStep(
         name=step.name,
         display_name=step.display_name,
@@ -93,4 +91,4 @@ def compile_processing(step: ProcessingSpec, ctx: CompileContext) -> list[Any]:
     )
     for name in step.output_names():
         ctx.outputs[(step.name, name)] = sdk_step.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
-    return [sdk_step]
+    return sdk_step

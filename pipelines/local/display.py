@@ -1,7 +1,9 @@
-"""What the user sees during a local run: a live table on a terminal, plain lines otherwise."""
+"""What the user sees of local runs: a live table on a terminal (plain lines otherwise) while one runs,
+and the tables of `local list` and `local describe` afterwards."""
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -66,3 +68,42 @@ class Display:
             if state.status in ("Succeeded", "Failed", "Stopped") and state.elapsed is not None:
                 extra = f" ({state.elapsed:.1f}s{', cache hit' if state.cache_hit else ''})"
             print(f"[{stamp}] {state.name}: {state.status}{extra}", file=sys.stdout, flush=True)
+
+
+def _console() -> Console:
+    return Console() if sys.stdout.isatty() else Console(width=200)  # whole ids when piped
+
+
+def print_executions(records: list[dict[str, Any]]) -> None:
+    table = Table("execution", "pipeline", "status", "started", "failed step")
+    for record in records:
+        table.add_row(
+            record["id"],
+            record["pipeline"],
+            record["status"],
+            record["started"] or "",
+            (record.get("failure") or {}).get("step", ""),
+        )
+    _console().print(table)
+
+
+def print_execution(record: dict[str, Any]) -> None:
+    console = _console()
+    console.print(
+        f"execution {record['id']} of {record['pipeline']}: {record['status']} "
+        f"(started {record['started']}, ended {record['ended']})"
+    )
+    console.print(f"parameters: {json.dumps(record['parameters'])}")
+    table = Table("step", "type", "status", "elapsed", "cache", "attempts", "reason")
+    for name, step in record["steps"].items():
+        elapsed = f"{step['elapsed_seconds']:.1f}s" if step["elapsed_seconds"] is not None else ""
+        table.add_row(
+            name,
+            step["type"],
+            step["status"],
+            elapsed,
+            "hit" if step["cache_hit"] else "",
+            str(len(step["attempts"])),
+            step["failure_reason"] or "",
+        )
+    console.print(table)

@@ -1,19 +1,17 @@
-"""Execute a compiled definition locally: the DAG, parallelism, caching, retries and the execution record.
+"""Execute a compiled definition locally: the DAG, parallelism, retries, and when to cache and record.
 
-The engine reads the definition JSON only (what `make pipeline-upsert` would send), never the spec. The
-run root holds the object store (``s3/``), the step cache (``cache/``) and one directory per execution
-(``executions/<id>/``: the definition, parameters, and per step its status, timings, resolved
-arguments, result and full log), which `python -m pipelines local list|describe|logs` read later.
+The engine reads the definition JSON only (what `make pipeline-upsert` would send), never the spec, and
+names no step Type: everything Type-specific is asked of the Type's runner (`RUNNERS`). The run root
+holds the object store (``s3/``), the step cache (``cache/``, `pipelines.local.cache`) and one
+directory per execution (``executions/<id>/``, `pipelines.local.records`: the definition, parameters,
+and per step its status, timings, resolved arguments, result and full log).
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import hashlib
 import json
 import os
-import re
 import secrets
 import signal
 import subprocess
@@ -22,15 +20,16 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.local.cache import StepCache, cache_key
 from pipelines.local.expressions import ExpressionError, Resolver
-from pipelines.local.runners import RUNNERS, Job, StepFailed
+from pipelines.local.records import write_record
+from pipelines.local.runners import RUNNERS, Job, Runner, StepFailed
 from pipelines.local.store import ObjectStore
-
-CACHEABLE = ("Processing", "Training")
+from pipelines.parameters import ParameterError, resolve
 
 
 class DefinitionError(Exception):
@@ -43,7 +42,7 @@ class StepState:
     type: str
     definition: dict[str, Any]
     depends: set[str]
-    branch: tuple[str, str] | None = None  # (condition step, "IfSteps" | "ElseSteps")
+    branch: tuple[str, str] | None = None  # (the step that nests it, which of its branches)
     status: str = "Pending"
     cache_hit: bool = False
     started: float | None = None
@@ -73,13 +72,22 @@ def _iso(ts: float | None) -> str | None:
 # --------------------------------------------------------------------------- the graph
 
 
+def runner_for(step: dict[str, Any]) -> Runner:
+    runner = RUNNERS.get(step.get("Type", ""))
+    if runner is None:
+        raise DefinitionError(
+            f"step '{step.get('Name')}' has type {step.get('Type')}, which the local engine cannot run "
+            f"(it runs {', '.join(RUNNERS)}); nothing was started"
+        )
+    return runner
+
+
 def flatten(steps: list[dict[str, Any]], branch: tuple[str, str] | None = None) -> Iterator[tuple[dict, tuple | None]]:
-    """Every step, the ones inside conditions' branches included, with the branch that holds it."""
+    """Every step, the ones nested in other steps' branches included, with the branch that holds it."""
     for step in steps:
         yield step, branch
-        if step["Type"] == "Condition":
-            for key in ("IfSteps", "ElseSteps"):
-                yield from flatten(step["Arguments"].get(key, []), (step["Name"], key))
+        for key, nested in runner_for(step).branches(step).items():
+            yield from flatten(nested, (step["Name"], key))
 
 
 def references(value: Any) -> set[str]:
@@ -89,7 +97,7 @@ def references(value: Any) -> set[str]:
         for k, v in value.items():
             if k == "Get" and isinstance(v, str) and v.startswith("Steps."):
                 found.add(v.split(".")[1])
-            elif k not in ("IfSteps", "ElseSteps"):
+            else:
                 found |= references(v)
     elif isinstance(value, list):
         for v in value:
@@ -98,14 +106,13 @@ def references(value: Any) -> set[str]:
 
 
 def build_graph(definition: dict[str, Any]) -> dict[str, StepState]:
+    """Every step with what it waits for; a Type without a runner is refused before anything runs."""
     states: dict[str, StepState] = {}
     for step, branch in flatten(definition.get("Steps", [])):
         name = step["Name"]
         if name in states:
             raise DefinitionError(f"step name '{name}' appears twice in the definition")
-        depends = set(step.get("DependsOn", [])) | references(step.get("Arguments", {}))
-        if step["Type"] == "Condition":  # its branches' steps run after it, not before
-            depends = set(step.get("DependsOn", [])) | references(step["Arguments"].get("Conditions", []))
+        depends = set(step.get("DependsOn", [])) | references(runner_for(step).reads(step))
         if branch:
             depends.add(branch[0])
         states[name] = StepState(name, step["Type"], step, depends - {name}, branch)
@@ -114,72 +121,6 @@ def build_graph(definition: dict[str, Any]) -> dict[str, StepState]:
         if unknown:
             raise DefinitionError(f"step '{state.name}' depends on unknown step(s) {sorted(unknown)}")
     return states
-
-
-def check_runnable(states: dict[str, StepState]) -> None:
-    """Refuse, before anything runs, a definition holding a step type without a local runner."""
-    for state in states.values():
-        if state.type not in RUNNERS:
-            raise DefinitionError(
-                f"step '{state.name}' has type {state.type}, which the local engine cannot run "
-                f"(it runs {', '.join(RUNNERS)}); nothing was started"
-            )
-
-
-def coerce_parameters(definition: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    declared = {p["Name"]: p for p in definition.get("Parameters", [])}
-    unknown = set(overrides) - set(declared)
-    if unknown:
-        raise DefinitionError(f"unknown parameter(s) {sorted(unknown)}; declared: {', '.join(declared)}")
-    values = {name: p.get("DefaultValue") for name, p in declared.items()}
-    values |= overrides
-    missing = [n for n, v in values.items() if v is None]
-    if missing:
-        raise DefinitionError(f"parameter(s) {missing} have no default and no value")
-    return values
-
-
-# --------------------------------------------------------------------------- caching
-
-
-def parse_duration(text: str) -> timedelta:
-    m = re.fullmatch(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?", text)
-    if not m:
-        raise DefinitionError(f"bad ExpireAfter duration {text!r}")
-    y, mo, w, d, h, mi, s = (int(g) if g else 0 for g in m.groups())
-    return timedelta(days=365 * y + 30 * mo + 7 * w + d, hours=h, minutes=mi, seconds=s)
-
-
-def cache_key(step_type: str, step: dict[str, Any], args: dict[str, Any], store: ObjectStore) -> str:
-    """The step's resolved arguments, with every input location replaced by the digest of its content
-    and the locations it writes to left out: the same work on the same data gives the same key."""
-    material = copy.deepcopy(args)
-    if step_type == "Processing":
-        for item in material.get("ProcessingInputs", []):
-            item["S3Input"]["S3Uri"] = "sha256:" + store.digest(item["S3Input"]["S3Uri"])
-        for item in material.get("ProcessingOutputConfig", {}).get("Outputs", []):
-            item["S3Output"].pop("S3Uri", None)
-    elif step_type == "Training":
-        for channel in material.get("InputDataConfig", []):
-            source = channel["DataSource"]["S3DataSource"]
-            source["S3Uri"] = "sha256:" + store.digest(source["S3Uri"])
-        submit = material.get("HyperParameters", {}).get("sagemaker_submit_directory")
-        if submit:
-            material["HyperParameters"]["sagemaker_submit_directory"] = "sha256:" + store.digest(json.loads(submit))
-        material.pop("CheckpointConfig", None)
-    blob = json.dumps(
-        {"Type": step_type, "Arguments": material, "PropertyFiles": step.get("PropertyFiles", [])},
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def outputs_of(result: dict[str, Any]) -> list[str]:
-    uris = [o["S3Output"]["S3Uri"] for o in result.get("ProcessingOutputConfig", {}).get("Outputs", [])]
-    if "ModelArtifacts" in result:
-        uris.append(result["ModelArtifacts"]["S3ModelArtifacts"])
-    return uris
 
 
 # --------------------------------------------------------------------------- the engine
@@ -211,8 +152,11 @@ class Execution:
         self.options = options or LocalOptions()
         self.store = store or ObjectStore(self.root / "s3")
         self.states = build_graph(definition)
-        check_runnable(self.states)
-        self.parameters = coerce_parameters(definition, overrides or {})
+        try:
+            self.parameters = resolve(definition, overrides or {})
+        except ParameterError as exc:
+            raise DefinitionError(str(exc)) from None
+        self.cache = StepCache(self.root, self.store)
         self.id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         self.pipeline = pipeline_name or definition.get("PipelineName", "pipeline")
         self.directory = self.root / "executions" / self.id
@@ -250,9 +194,7 @@ class Execution:
             "ended": _iso(self.ended), "parameters": self.parameters, "failure": self.failure,
             "steps": {name: s.summary() for name, s in self.states.items()},
         }  # fmt: skip
-        tmp = self.directory / "execution.json.tmp"
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, self.directory / "execution.json")
+        write_record(self.directory, record)
 
     def _set(self, state: StepState, status: str, **changes: Any) -> None:
         with self.lock:
@@ -285,9 +227,9 @@ class Execution:
                     continue
                 deps = [self.states[d] for d in state.depends]
                 outcome = None
-                if state.branch and self.states[state.branch[0]].status == "Succeeded":
-                    result = self.states[state.branch[0]].result or {}
-                    taken = "IfSteps" if result.get("Outcome") == "True" else "ElseSteps"
+                parent = self.states[state.branch[0]] if state.branch else None
+                if state.branch and parent and parent.status == "Succeeded":
+                    taken = RUNNERS[parent.type].branch_taken(parent.result or {})
                     outcome = "Skipped" if taken != state.branch[1] else None
                 if outcome is None and any(d.status == "Skipped" for d in deps):
                     outcome = "Skipped"
@@ -381,13 +323,14 @@ class Execution:
 
     def _execute(self, state: StepState, directory: Path, log: Callable[[str], None]) -> None:
         step = state.definition
-        args: dict[str, Any] = {} if state.type == "Condition" else self.resolver(step.get("Arguments", {}))
+        runner = RUNNERS[state.type]
+        args: dict[str, Any] = self.resolver(step.get("Arguments", {})) if runner.resolve_arguments else {}
         (directory / "arguments.json").write_text(json.dumps(args, indent=2, sort_keys=True, default=str))
         cache = step.get("CacheConfig", {})
         key = None
-        if self.options.use_cache and cache.get("Enabled") and state.type in CACHEABLE:
-            key = cache_key(state.type, step, args, self.store)
-            hit = self._cache_lookup(key, cache.get("ExpireAfter"))
+        if self.options.use_cache and cache.get("Enabled") and runner.cacheable:
+            key = cache_key(runner, state.type, step, args, self.store)
+            hit = self.cache.lookup(key, cache.get("ExpireAfter"))
             if hit is not None:
                 log(f"cache hit: reusing the results of execution {hit['execution']} (key {key[:12]})")
                 self._complete(state, directory, hit["result"], cache_hit=True)
@@ -411,7 +354,7 @@ class Execution:
             job.fresh_sandbox()
             started = time.time()
             try:
-                result = RUNNERS[state.type](step, args, job)
+                result = runner.run(step, args, job)
             except StepFailed as exc:
                 state.attempts.append(
                     {
@@ -434,7 +377,7 @@ class Execution:
             )
             break
         if key is not None:
-            self._cache_store(key, result)
+            self.cache.put(key, result, runner.outputs(result), self.id)
         self._complete(state, directory, result, cache_hit=False)
 
     def _complete(self, state: StepState, directory: Path, result: dict[str, Any], cache_hit: bool) -> None:
@@ -451,52 +394,7 @@ class Execution:
                 return float(policy.get("IntervalSeconds", 1)) * float(policy.get("BackoffRate", 2.0)) ** (attempt - 1)
         return None
 
-    def _cache_lookup(self, key: str, expire_after: str | None) -> dict[str, Any] | None:
-        path = self.root / "cache" / f"{key}.json"
-        if not path.exists():
-            return None
-        entry = json.loads(path.read_text())
-        created = datetime.fromisoformat(entry["created"])
-        if expire_after and datetime.now(UTC) - created > parse_duration(expire_after):
-            return None
-        if not all(self.store.exists(uri) for uri in entry["outputs"]):
-            return None  # the earlier outputs are gone: run again
-        return entry
-
-    def _cache_store(self, key: str, result: dict[str, Any]) -> None:
-        path = self.root / "cache" / f"{key}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # the outputs that hold something: a hit needs them still there (an empty output uploads nothing)
-        written = [uri for uri in outputs_of(result) if self.store.exists(uri)]
-        entry = {"created": datetime.now(UTC).isoformat(), "execution": self.id, "result": result, "outputs": written}
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(entry, default=str))
-        os.replace(tmp, path)
-
 
 def _signal_group(proc: subprocess.Popen[str], sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-
-
-# --------------------------------------------------------------------------- reading records later
-
-
-def list_executions(root: Path) -> list[dict[str, Any]]:
-    out = []
-    for path in sorted((Path(root) / "executions").glob("*/execution.json"), reverse=True):
-        try:
-            out.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError):
-            continue
-    return out
-
-
-def load_execution(root: Path, execution_id: str) -> dict[str, Any]:
-    path = Path(root) / "executions" / execution_id / "execution.json"
-    if not path.exists():
-        known = [e["id"] for e in list_executions(root)][:5]
-        raise DefinitionError(
-            f"no execution '{execution_id}' under {root}" + (f"; recent: {', '.join(known)}" if known else "")
-        )
-    return json.loads(path.read_text())

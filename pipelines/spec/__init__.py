@@ -1,6 +1,12 @@
-"""Pipeline specs: pydantic models, frozen, unknown keys rejected. One module per step kind."""
+"""Pipeline specs: pydantic models, frozen, unknown keys rejected. One module per step kind.
 
-from pipelines.spec.base import Cache, Image, Instance, Retry
+A new kind: ``spec/<kind>.py`` (its model, ``output_names``, ``script_options_used`` and ``check``),
+one line in the `StepSpec` union (``spec/pipeline.py``), one in `COMPILERS`, and a runner per
+definition ``Type`` it compiles to (`RUNNERS`). See docs/design.md.
+"""
+
+from pipelines.spec.base import Cache, Image, Instance, Reference, Retry, walk_references
+from pipelines.spec.checks import Problem, check_pipeline
 from pipelines.spec.deploy import DeploySpec
 from pipelines.spec.evaluation import EvaluationSpec
 from pipelines.spec.pipeline import GateSpec, ParameterSpec, PipelineSpec, StepSpec
@@ -18,11 +24,15 @@ __all__ = [
     "Instance",
     "ParameterSpec",
     "PipelineSpec",
+    "Problem",
     "ProcessingSpec",
+    "Reference",
     "RegisterSpec",
     "Retry",
     "Spot",
     "StepSpec",
     "TrainingSpec",
     "TuningSpec",
+    "check_pipeline",
+    "walk_references",
 ]

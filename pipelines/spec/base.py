@@ -1,17 +1,132 @@
-"""What every step kind shares: identity, instances, images, references, caching and retries."""
+"""What every step kind shares: identity, instances, images, references, caching and retries.
+
+References are declared on the fields that accept them (`Ref` in the annotation) and found by one
+generic walk over a validated model (`walk_references`), so no field can be forgotten: a ``$Param``
+in a field that takes none is an error too, not a literal that breaks the compile.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+if TYPE_CHECKING:
+    from pipelines.spec.checks import Checks
 
 NAME = r"^[A-Za-z][A-Za-z0-9-]{0,63}$"
 PARAM_REF = re.compile(r"^\$([A-Za-z][A-Za-z0-9]*)$")
 STEP_REF = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)\.([A-Za-z][A-Za-z0-9_-]*)$")
 
 Scalar = str | int | float | bool
+Path_ = tuple[str | int, ...]
+
+
+# --------------------------------------------------------------------------- references
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Marks a field (or its items) as one that may reference something instead of holding a literal."""
+
+    parameter: bool = True  # $Param
+    step_output: bool = False  # <step>.<output>; with it, s3://... literals
+    step_name: bool = False  # a bare step name (depends_on, register.evaluation)
+
+
+PARAM = Ref()  # a literal or $Param
+SOURCE = Ref(step_output=True)  # $Param, <step>.<output> or s3://...
+STEP = Ref(parameter=False, step_name=True)
+
+Source = Annotated[str, SOURCE]
+StepName = Annotated[str, STEP]
+
+
+@dataclass(frozen=True)
+class Reference:
+    path: Path_  # where in the step (or pipeline) the value sits
+    text: str
+    accepts: Ref | None  # None: the field takes no reference at all
+
+    @property
+    def parameter(self) -> str | None:
+        match = PARAM_REF.match(self.text)
+        return match.group(1) if match else None
+
+    @property
+    def step(self) -> tuple[str, str | None] | None:
+        """(step, output) this value reads from, or (step, None) for a bare step name."""
+        if self.accepts is None or self.parameter:
+            return None
+        if self.accepts.step_name:
+            return (self.text, None)
+        if self.accepts.step_output and not self.text.startswith("s3://"):
+            match = STEP_REF.match(self.text)
+            return (match.group(1), match.group(2)) if match else None
+        return None
+
+
+def _marker(metadata: Any) -> Ref | None:
+    return next((m for m in metadata if isinstance(m, Ref)), None)
+
+
+def _marker_in(annotation: Any) -> Ref | None:
+    """The marker of an annotation, also when it sits inside a union (``StepName | None``)."""
+    if get_origin(annotation) is Annotated:
+        return _marker(get_args(annotation)[1:]) or _marker_in(get_args(annotation)[0])
+    if get_origin(annotation) is Union or type(annotation).__name__ == "UnionType":
+        return next((m for m in map(_marker_in, get_args(annotation)) if m is not None), None)
+    return None
+
+
+def _alternatives(annotation: Any) -> list[Any]:
+    if get_origin(annotation) is Annotated:
+        return _alternatives(get_args(annotation)[0])
+    if get_origin(annotation) is Union or type(annotation).__name__ == "UnionType":
+        return [alt for arg in get_args(annotation) for alt in _alternatives(arg)]
+    return [annotation]
+
+
+def _item(annotation: Any, container: type) -> tuple[Any, Ref | None]:
+    """The item annotation (and its marker) of the list/dict alternative of an annotation."""
+    for alt in _alternatives(annotation):
+        if get_origin(alt) is container:
+            item = get_args(alt)[-1] if get_args(alt) else Any
+            marker = _marker(get_args(item)[1:]) if get_origin(item) is Annotated else None
+            return item, marker
+    return Any, None
+
+
+def walk_references(
+    value: Any, path: Path_ = (), annotation: Any = Any, accepts: Ref | None = None
+) -> Iterator[Reference]:
+    """Every string in a validated spec value that could be a reference, with what its field accepts.
+
+    Non-reference strings come out too when they look like ``$Param``, so a parameter written where
+    none is allowed is caught rather than compiled as a literal.
+    """
+    if isinstance(value, BaseModel):
+        for name, field in type(value).model_fields.items():
+            yield from walk_references(getattr(value, name), (*path, name), field.annotation, _marker(field.metadata))
+    elif isinstance(value, dict):
+        item, marker = _item(annotation, dict)
+        for key, child in value.items():
+            yield from walk_references(child, (*path, key), item, marker or accepts)
+    elif isinstance(value, list):
+        item, marker = _item(annotation, list)
+        for i, child in enumerate(value):
+            yield from walk_references(child, (*path, i), item, marker or accepts)
+    elif isinstance(value, str):
+        accepts = accepts or _marker_in(annotation)
+        if accepts is not None or PARAM_REF.match(value):
+            yield Reference(path, value, accepts)
+
+
+# --------------------------------------------------------------------------- shared models
 
 
 class Model(BaseModel):
@@ -21,7 +136,7 @@ class Model(BaseModel):
 
 
 class Instance(Model):
-    type: str = Field(description="SageMaker instance type (ml.m5.xlarge), or $Param for a pipeline parameter")
+    type: Annotated[str, PARAM] = Field(description="SageMaker instance type (ml.m5.xlarge), or $Param")
     count: int = Field(1, ge=1, description="instances (multi-node with torch_distributed)")
     volume_gb: int = Field(30, ge=1, description="EBS volume per instance, GB")
 
@@ -38,19 +153,27 @@ class Image(Model):
     custom: bool = Field(False, description="use the image built from containers/ (make image-build)")
 
 
-ISO_DURATION = re.compile(r"^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$")
+_DURATION = TypeAdapter(timedelta)
+
+
+def _iso_duration(value: str) -> str:
+    """Checked with pydantic's ISO 8601 duration parser; the text is kept as written for the definition."""
+    if not value.startswith("P"):
+        raise ValueError(f"expire_after {value!r} is not an ISO 8601 duration such as P30D or PT12H")
+    try:
+        duration = _DURATION.validate_python(value)
+    except ValueError:
+        raise ValueError(f"expire_after {value!r} is not an ISO 8601 duration such as P30D or PT12H") from None
+    if duration <= timedelta(0):
+        raise ValueError(f"expire_after {value!r} must be longer than zero")
+    return value
 
 
 class Cache(Model):
     enabled: bool = True
-    expire_after: str = Field("P30D", description="ISO 8601 duration, e.g. P30D or PT12H")
-
-    @field_validator("expire_after")
-    @classmethod
-    def _iso_duration(cls, value: str) -> str:
-        if not ISO_DURATION.match(value):
-            raise ValueError(f"expire_after {value!r} is not an ISO 8601 duration such as P30D or PT12H")
-        return value
+    expire_after: Annotated[str, AfterValidator(_iso_duration)] = Field(
+        "P30D", description="ISO 8601 duration, e.g. P30D or PT12H"
+    )
 
 
 RetryCause = Literal[
@@ -70,17 +193,26 @@ class Retry(Model):
 
 
 class StepBase(Model):
+    gated: ClassVar[bool] = False  # register and deploy: only behind the quality gate
+
     name: Annotated[str, Field(pattern=NAME, description="unique step name")]
     display_name: str | None = Field(None, max_length=82, description="shown in Studio")
     description: str | None = Field(None, max_length=3072)
-    depends_on: list[str] = Field(default_factory=list, description="extra ordering on other steps")
+    depends_on: list[StepName] = Field(default_factory=list, description="extra ordering on other steps")
     cache: Cache | None = Field(None, description="step caching; off when absent")
     retry: list[Retry] = Field(default_factory=list)
     environment: dict[str, str] = Field(default_factory=dict)
 
-    def references(self) -> list[tuple[tuple[str | int, ...], str]]:
-        """(path in the step, text) of every value that may reference a parameter or another step."""
+    def references(self) -> list[Reference]:
+        """Every value of this step that references a parameter or another step (found, not listed)."""
+        return list(walk_references(self))
+
+    def output_names(self) -> list[str]:
+        """What other steps may read as ``<step>.<output>``."""
         return []
+
+    def check(self, checks: Checks, here: Path_) -> None:
+        """The rules that concern only this kind (cross-step ones included); see `pipelines.spec.checks`."""
 
 
 class ScriptStep(StepBase):
@@ -97,3 +229,12 @@ class ScriptStep(StepBase):
         if "/" in value or not value.endswith(".py"):
             raise ValueError("must be a .py file name under steps/, e.g. train.py")
         return value
+
+    def script_options_used(self, here: Path_) -> list[tuple[Path_, str, str]]:
+        """(where, option name, what it is for) of every ``--option`` the step passes to its script."""
+        return []
+
+    def check(self, checks: Checks, here: Path_) -> None:
+        from pipelines.spec.scripts import check_script_options
+
+        check_script_options(self, checks, here)

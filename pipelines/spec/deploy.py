@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from pipelines.spec.base import Image, Instance, StepBase
+from pipelines.spec.base import Image, Instance, Source, StepBase
 
 
 class DeploySpec(StepBase):
+    gated: ClassVar[bool] = True  # runs only behind the quality gate
+
     kind: Literal["deploy"]
-    model: str = Field(description="the model artifact: train.model or tune.model")
+    model: Source = Field(description="the model artifact: train.model or tune.model")
     endpoint_name: str = Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
     instance: Instance = Instance(type="ml.m5.large")
     image: Image = Image()
-
-    def references(self) -> list[tuple[tuple[str | int, ...], str]]:
-        return [(("model",), self.model)]
 
     def output_names(self) -> list[str]:
         return ["endpoint"]

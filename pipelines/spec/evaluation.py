@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from pipelines.spec.base import Path_
 from pipelines.spec.processing import ProcessingSpec
 
 
@@ -21,3 +22,9 @@ class EvaluationSpec(ProcessingSpec):
 
     def output_names(self) -> list[str]:
         return list(dict.fromkeys(["evaluation", *self.outputs]))
+
+    def script_options_used(self, here: Path_) -> list[tuple[Path_, str, str]]:
+        used = super().script_options_used(here)
+        if "evaluation" not in self.outputs:  # always mounted, even when the spec lists other outputs only
+            used.append(((*here, "outputs"), "evaluation", " to receive the report"))
+        return used

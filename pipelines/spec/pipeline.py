@@ -1,19 +1,25 @@
-"""The pipeline: its parameters, steps and quality gate."""
+"""The pipeline: its parameters, steps and quality gate, and the graph its references make."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import graphlib
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from pipelines.spec.base import NAME, Model
+from pipelines.spec.base import NAME, PARAM, Model
 from pipelines.spec.deploy import DeploySpec
 from pipelines.spec.evaluation import EvaluationSpec
 from pipelines.spec.processing import ProcessingSpec
 from pipelines.spec.register import RegisterSpec
 from pipelines.spec.training import TrainingSpec
 from pipelines.spec.tuning import TuningSpec
+from pipelines.suggest import suggest
 
+if TYPE_CHECKING:
+    from pipelines.spec.checks import Checks
+
+# The spec union: one line per step kind, discriminated by `kind` (a kind equals its module's name)
 StepSpec = Annotated[
     ProcessingSpec | TrainingSpec | TuningSpec | EvaluationSpec | RegisterSpec | DeploySpec,
     Field(discriminator="kind"),
@@ -41,8 +47,38 @@ class GateSpec(Model):
     """Register and deploy run only when ``metric`` passes ``threshold``; otherwise the execution fails."""
 
     metric: str = Field(description="<evaluation step>.<metric>, e.g. evaluate.weighted_recall")
-    threshold: str | float = Field(description="a number, or $Param")
+    threshold: Annotated[str | float, PARAM] = Field(description="a number, or $Param")
     comparison: Literal[">=", ">", "<=", "<"] = ">="
+
+    def check(self, checks: Checks) -> None:
+        spec = checks.spec
+        step_name, _, metric = self.metric.partition(".")
+        target = spec.step(step_name)
+        if not isinstance(target, EvaluationSpec):
+            evaluations = [s.name for s in spec.steps if isinstance(s, EvaluationSpec)]
+            checks.add(
+                ("gate", "metric"),
+                f"'{step_name}' is not an evaluation step",
+                suggest(step_name, evaluations) or "add an evaluation step",
+            )
+        elif metric not in target.metrics:
+            checks.add(
+                ("gate", "metric"),
+                f"evaluation step '{step_name}' produces no metric '{metric}'",
+                suggest(metric, target.metrics) or "list it under the evaluation step's metrics:",
+            )
+        if isinstance(self.threshold, str):
+            kind = checks.parameter_type(self.threshold)
+            if not self.threshold.startswith("$"):
+                checks.add(
+                    ("gate", "threshold"),
+                    f"{self.threshold!r} is neither a number nor $Param",
+                    "write 0.9 or $AccuracyThreshold",
+                )
+            elif kind is not None and kind not in ("Float", "Integer"):
+                checks.add(
+                    ("gate", "threshold"), f"parameter '{self.threshold[1:]}' is not a number", "declare it type: Float"
+                )
 
 
 class PipelineSpec(Model):
@@ -57,3 +93,13 @@ class PipelineSpec(Model):
 
     def step(self, name: str) -> StepSpec | None:
         return next((s for s in self.steps if s.name == name), None)
+
+    def dependencies(self, step: StepSpec) -> list[str]:
+        """Names of the steps a step reads from or depends on, in the order they are named."""
+        deps = [ref.step[0] for ref in step.references() if ref.step is not None]
+        return list(dict.fromkeys(d for d in deps if d != step.name))
+
+    def execution_order(self) -> list[str]:
+        """Step names, each after everything it depends on; raises `graphlib.CycleError` on a cycle."""
+        graph = {s.name: self.dependencies(s) for s in self.steps}
+        return list(graphlib.TopologicalSorter(graph).static_order())

@@ -2,31 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from pipelines.spec.base import Image, StepBase
+from pipelines.spec.base import PARAM, Image, Path_, Source, StepBase, StepName
+from pipelines.suggest import suggest
+
+if TYPE_CHECKING:
+    from pipelines.spec.checks import Checks
 
 
 class RegisterSpec(StepBase):
+    gated: ClassVar[bool] = True  # runs only behind the quality gate
+
     kind: Literal["register"]
-    model: str = Field(description="the model artifact: train.model or tune.model")
-    evaluation: str | None = Field(None, description="an evaluation step whose report becomes the model metrics")
+    model: Source = Field(description="the model artifact: train.model or tune.model")
+    evaluation: StepName | None = Field(None, description="an evaluation step whose report becomes the model metrics")
     model_package_group: str = Field(pattern=r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")
-    approval_status: str = Field("PendingManualApproval", description="or $Param")
+    approval_status: Annotated[str, PARAM] = Field("PendingManualApproval", description="or $Param")
     image: Image = Image()
     content_types: list[str] = Field(default_factory=lambda: ["application/json", "application/x-npy", "image/png"])
     response_types: list[str] = Field(default_factory=lambda: ["application/json"])
     inference_instances: list[str] = Field(default_factory=lambda: ["ml.m5.large", "ml.g5.xlarge"])
     transform_instances: list[str] = Field(default_factory=lambda: ["ml.m5.large"])
 
-    def references(self) -> list[tuple[tuple[str | int, ...], str]]:
-        refs: list[tuple[tuple[str | int, ...], str]] = [
-            (("model",), self.model),
-            (("approval_status",), self.approval_status),
-        ]
-        return refs
-
     def output_names(self) -> list[str]:
         return ["model_package_arn"]
+
+    def check(self, checks: Checks, here: Path_) -> None:
+        if self.evaluation is None:
+            return
+        evaluations = [s.name for s in checks.spec.steps if s.kind == "evaluation"]
+        target = checks.spec.step(self.evaluation)
+        if target is not None and target.kind != "evaluation":
+            checks.add(
+                (*here, "evaluation"),
+                f"'{self.evaluation}' is not an evaluation step",
+                suggest(self.evaluation, evaluations),
+            )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from pipelines.spec.base import Model
+from pipelines.spec.base import Model, Path_
 from pipelines.spec.training import TrainingSpec
+from pipelines.suggest import suggest
+
+if TYPE_CHECKING:
+    from pipelines.spec.checks import Checks
 
 
 class ContinuousRange(Model):
@@ -22,6 +26,8 @@ class ContinuousRange(Model):
             raise ValueError(f"min ({self.min}) must be below max ({self.max})")
         if self.scaling == "log" and self.min <= 0:
             raise ValueError("a log-scaled range needs min > 0")
+        if self.scaling == "reverse_log" and self.max >= 1:
+            raise ValueError("a reverse_log-scaled range needs max < 1 (SageMaker samples 1 - value on a log scale)")
         return self
 
 
@@ -35,6 +41,8 @@ class IntegerRange(Model):
     def _ordered(self) -> IntegerRange:
         if self.min >= self.max:
             raise ValueError(f"min ({self.min}) must be below max ({self.max})")
+        if self.scaling == "log" and self.min <= 0:
+            raise ValueError("a log-scaled range needs min > 0")
         return self
 
 
@@ -65,3 +73,30 @@ class TuningSpec(TrainingSpec):
         if self.max_parallel_jobs > self.max_jobs:
             raise ValueError(f"max_parallel_jobs ({self.max_parallel_jobs}) exceeds max_jobs ({self.max_jobs})")
         return self
+
+    def script_options_used(self, here: Path_) -> list[tuple[Path_, str, str]]:
+        return super().script_options_used(here) + [((*here, "ranges", n), n, " to tune") for n in self.ranges]
+
+    def check(self, checks: Checks, here: Path_) -> None:
+        super().check(checks, here)
+        if self.objective.metric not in self.metrics:
+            checks.add(
+                (*here, "objective", "metric"),
+                f"no metric definition produces the objective '{self.objective.metric}'",
+                suggest(self.objective.metric, self.metrics) or "add it under metrics: with a regex",
+            )
+        for name in self.ranges:
+            if name in self.hyperparameters:
+                checks.add(
+                    (*here, "ranges", name),
+                    f"'{name}' is both a fixed hyperparameter and a tuned range",
+                    "remove it from hyperparameters",
+                )
+        if self.strategy == "Grid":
+            for name, r in self.ranges.items():
+                if r.type != "categorical":
+                    checks.add(
+                        (*here, "ranges", name, "type"),
+                        f"Grid search takes categorical ranges only; '{name}' is {r.type}",
+                        "list its values as {type: categorical, values: [...]}, or use strategy: Bayesian",
+                    )

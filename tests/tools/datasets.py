@@ -1,4 +1,4 @@
-"""Example datasets written in the layouts `steps/preprocess.py` reads.
+"""Example datasets in the layouts `steps/preprocess.py` reads (`make data`: ``python -m tests.tools.datasets``).
 
 * Bengali layout (wide): ``train_image_data_K.parquet`` with ``image_id`` and 32,332 uint8 pixel columns
   ``"0".."32331"`` (137x236, dark ink on a light background), labels in ``train.csv``. The glyphs are
@@ -148,3 +148,20 @@ def write_all(out_dir: Path, bengali_images: int = 4000) -> dict[str, list[Path]
         "bengali": write_bengali(out_dir / "bengali", n_images=bengali_images, n_files=2),
         "digits": [write_digits(out_dir / "digits")],
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.tools.datasets", description="write the example datasets")
+    parser.add_argument("--out", default="data", help="output directory (default: data)")
+    parser.add_argument("--bengali-images", type=int, default=4000, help="synthetic Bengali images (default 4000)")
+    args = parser.parse_args(argv)
+    for name, paths in write_all(Path(args.out), bengali_images=args.bengali_images).items():
+        for path in paths:
+            print(f"{name}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

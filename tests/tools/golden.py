@@ -1,8 +1,8 @@
 """Golden definitions: each spec under tests/golden/ next to the definition it must compile to.
 
-`make golden` rewrites them after an intended change; the tests compare byte for byte. The settings
-are fixed so the files do not depend on who runs them, and the code digest is replaced by a marker
-so editing a step script does not churn every golden file.
+`make golden` (``python -m tests.tools.golden``) rewrites them after an intended change; the tests
+compare byte for byte. The settings are fixed so the files do not depend on who runs them, and the
+code digest is replaced by a marker so editing a step script does not churn every golden file.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipelines.settings import Settings
 
-GOLDEN_DIR = Path(__file__).resolve().parents[1] / "tests" / "golden"
+GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
 CONFIG_DIR = GOLDEN_DIR.parents[1] / "config"
 GOLDEN_SETTINGS = Settings(
     region="eu-west-1",
@@ -42,3 +42,8 @@ def regenerate() -> list[Path]:
         out.write_text(golden_definition(spec_path))
         written.append(out)
     return written
+
+
+if __name__ == "__main__":
+    for written in regenerate():
+        print(f"wrote {written}")

@@ -7,7 +7,6 @@ host; successes download the model artifact and the evaluation report.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,11 +14,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from pipelines.parameters import as_api_value
+from pipelines.remote.jobs import JOBS
 from pipelines.settings import PLACEHOLDER_BUCKET, Settings
-from pipelines.spec import PipelineSpec
 
 TERMINAL = ("Succeeded", "Failed", "Stopped")
-LOG_GROUPS = {"TrainingJob": "/aws/sagemaker/TrainingJobs", "ProcessingJob": "/aws/sagemaker/ProcessingJobs"}
 
 
 class RemoteError(Exception):
@@ -37,41 +36,6 @@ def require_settings(settings: Settings) -> None:
         missing.append("SMP_REGION or AWS_REGION")
     if missing:
         raise RemoteError("missing settings: " + "; ".join(missing) + ". Set them in the environment or .smp.env")
-
-
-def parse_overrides(declared: PipelineSpec | dict[str, str], pairs: list[str]) -> dict[str, Any]:
-    """``Name=Value`` overrides checked against the declared parameters (a spec, or name -> type)."""
-    from pipelines.loader import did_you_mean
-
-    types = {n: p.type for n, p in declared.parameters.items()} if isinstance(declared, PipelineSpec) else declared
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep:
-            raise RemoteError(f"parameter override {pair!r} is not Name=Value")
-        kind = types.get(name)
-        if kind is None:
-            hint = did_you_mean(name, types)
-            raise RemoteError(
-                f"unknown parameter '{name}'"
-                + (f"; {hint}" if hint else "")
-                + f". Declared: {', '.join(types) or 'none'}"
-            )
-        try:
-            if kind == "Integer":
-                value: Any = int(text)
-            elif kind == "Float":
-                value = float(text)
-            elif kind == "Boolean":
-                if text.lower() not in ("true", "false"):
-                    raise ValueError
-                value = text.lower() == "true"
-            else:
-                value = text
-        except ValueError:
-            raise RemoteError(f"parameter '{name}' is {kind}; {text!r} is not one") from None
-        out[name] = value
-    return out
 
 
 def _s3_parts(uri: str) -> tuple[str, str]:
@@ -110,22 +74,31 @@ class Remote:
             put += 1
         return put
 
-    def upsert(self, name: str, definition: str, spec: PipelineSpec, uploads: dict[str, bytes]) -> str:
+    def upsert(
+        self,
+        name: str,
+        definition: str,
+        uploads: dict[str, bytes],
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> str:
+        """Put the code in place, then create the pipeline, or update it when it exists."""
         require_settings(self.settings)
         put = self.upload_code(uploads)
         self.echo(f"code: {put} new object(s) uploaded, {len(uploads) - put} already in place")
-        tags = [{"Key": k, "Value": v} for k, v in sorted(spec.tags.items())]
         common = {
             "PipelineName": name,
             "PipelineDisplayName": name,
             "PipelineDefinition": definition,
-            "PipelineDescription": spec.description or "",
+            "PipelineDescription": description or "",
             "RoleArn": self.settings.role_arn,
         }
         from botocore.exceptions import ClientError
 
         try:
-            response = self.sm.create_pipeline(**common, Tags=tags)
+            response = self.sm.create_pipeline(
+                **common, Tags=[{"Key": k, "Value": v} for k, v in sorted((tags or {}).items())]
+            )
             self.echo(f"created pipeline {name}")
         except ClientError as exc:
             error = exc.response.get("Error", {})
@@ -145,9 +118,7 @@ class Remote:
         require_settings(self.settings)
         kwargs: dict[str, Any] = {
             "PipelineName": name,
-            "PipelineParameters": [
-                {"Name": k, "Value": json.dumps(v) if isinstance(v, bool) else str(v)} for k, v in parameters.items()
-            ],
+            "PipelineParameters": [{"Name": k, "Value": as_api_value(v)} for k, v in parameters.items()],
         }
         if display_name:
             kwargs["PipelineExecutionDisplayName"] = display_name
@@ -156,17 +127,10 @@ class Remote:
         return arn
 
     def steps(self, execution_arn: str) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        token = None
-        while True:
-            kwargs = {"PipelineExecutionArn": execution_arn, "SortOrder": "Ascending"}
-            if token:
-                kwargs["NextToken"] = token
-            page = self.sm.list_pipeline_execution_steps(**kwargs)
-            out += page.get("PipelineExecutionSteps", [])
-            token = page.get("NextToken")
-            if not token:
-                return out
+        pages = self.sm.get_paginator("list_pipeline_execution_steps").paginate(
+            PipelineExecutionArn=execution_arn, SortOrder="Ascending"
+        )
+        return [step for page in pages for step in page.get("PipelineExecutionSteps", [])]
 
     def wait(self, execution_arn: str, poll_seconds: float = 15.0, sleep: Callable[[float], None] = time.sleep) -> str:
         """Print each step's status changes until the execution ends; return its final status."""
@@ -193,28 +157,26 @@ class Remote:
                 continue
             lines.append(f"step '{step['StepName']}' failed: {step.get('FailureReason', 'no reason given')}")
             job_type, job_name = job_of(step)
-            if job_type in LOG_GROUPS and job_name:
-                for stream, events in self.log_tails(LOG_GROUPS[job_type], job_name, tail):
+            kind = JOBS.get(job_type or "")
+            if kind is None or not job_name:
+                continue
+            for log_job in kind.log_jobs(self.sm, job_name):
+                for stream, events in self.log_tails(kind.log_group, log_job, tail):
                     lines.append(f"--- {stream} (last {len(events)} lines)")
                     lines += [f"    {e}" for e in events]
         return lines
 
     def log_streams(self, group: str, job_name: str) -> Iterator[str]:
         """Every host's log stream of a job (``<job>/algo-1-...``), across pages."""
-        token = None
-        while True:
-            kwargs = {"logGroupName": group, "logStreamNamePrefix": f"{job_name}/"}
-            if token:
-                kwargs["nextToken"] = token
-            try:
-                page = self.logs.describe_log_streams(**kwargs)
-            except self.logs.exceptions.ResourceNotFoundException:
-                return
-            for stream in page.get("logStreams", []):
-                yield stream["logStreamName"]
-            token = page.get("nextToken")
-            if not token:
-                return
+        pages = self.logs.get_paginator("describe_log_streams").paginate(
+            logGroupName=group, logStreamNamePrefix=f"{job_name}/"
+        )
+        try:
+            for page in pages:
+                for stream in page.get("logStreams", []):
+                    yield stream["logStreamName"]
+        except self.logs.exceptions.ResourceNotFoundException:
+            return
 
     def log_tails(self, group: str, job_name: str, tail: int) -> list[tuple[str, list[str]]]:
         out = []
@@ -226,26 +188,16 @@ class Remote:
     # ----------------------------------------------------------------- success: fetch results
 
     def download_results(self, execution_arn: str, into: Path) -> list[Path]:
-        """The trained model artifact and the evaluation report(s) of a finished execution."""
+        """What each finished step leaves for the user (model artifacts, evaluation reports), per `JOBS`."""
         into.mkdir(parents=True, exist_ok=True)
         fetched: list[Path] = []
         for step in self.steps(execution_arn):
             job_type, job_name = job_of(step)
-            if job_type == "TrainingJob" and job_name:
-                uri = self.sm.describe_training_job(TrainingJobName=job_name)["ModelArtifacts"]["S3ModelArtifacts"]
-                fetched.append(self._download(uri, into / step["StepName"] / "model.tar.gz"))
-            elif job_type == "TuningJob" and job_name:
-                best = self.sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=job_name)
-                name = best.get("BestTrainingJob", {}).get("TrainingJobName")
-                if name:
-                    uri = self.sm.describe_training_job(TrainingJobName=name)["ModelArtifacts"]["S3ModelArtifacts"]
-                    fetched.append(self._download(uri, into / step["StepName"] / "model.tar.gz"))
-            elif job_type == "ProcessingJob" and job_name:
-                job = self.sm.describe_processing_job(ProcessingJobName=job_name)
-                for output in job.get("ProcessingOutputConfig", {}).get("Outputs", []):
-                    if output["OutputName"] == "evaluation":
-                        uri = output["S3Output"]["S3Uri"].rstrip("/") + "/evaluation.json"
-                        fetched.append(self._download(uri, into / step["StepName"] / "evaluation.json"))
+            kind = JOBS.get(job_type or "")
+            if kind is None or not job_name:
+                continue
+            for file_name, uri in kind.results(self.sm, job_name).items():
+                fetched.append(self._download(uri, into / step["StepName"] / file_name))
         return fetched
 
     def _download(self, uri: str, path: Path) -> Path:

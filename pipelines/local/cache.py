@@ -1,0 +1,72 @@
+"""The local step cache: one entry per key under ``<run root>/cache/``, honouring ``ExpireAfter``.
+
+What a key is made of belongs to each step Type's runner (`Runner.cache_material`); this module
+hashes it, stores results, and serves a hit only while it has not expired and its outputs still exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from pipelines.local.runners import Runner
+from pipelines.local.store import ObjectStore
+
+_DURATION = TypeAdapter(timedelta)
+
+
+class CacheConfigError(Exception):
+    pass
+
+
+def parse_duration(text: str) -> timedelta:
+    """An ISO 8601 duration (``P30D``, ``PT12H``) as a timedelta, read by pydantic's parser."""
+    try:
+        return _DURATION.validate_python(text)
+    except ValidationError:
+        raise CacheConfigError(f"bad ExpireAfter duration {text!r}") from None
+
+
+def cache_key(runner: Runner, step_type: str, step: dict[str, Any], args: dict[str, Any], store: ObjectStore) -> str:
+    blob = json.dumps({"Type": step_type, **runner.cache_material(step, args, store)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class StepCache:
+    def __init__(self, root: Path, store: ObjectStore):
+        self.directory = Path(root) / "cache"
+        self.store = store
+
+    def lookup(self, key: str, expire_after: str | None) -> dict[str, Any] | None:
+        """The entry for a key (its ``execution`` and ``result``), unless expired or its outputs are gone."""
+        path = self.directory / f"{key}.json"
+        if not path.exists():
+            return None
+        entry: dict[str, Any] = json.loads(path.read_text())
+        created = datetime.fromisoformat(entry["created"])
+        if expire_after and datetime.now(UTC) - created > parse_duration(expire_after):
+            return None
+        if not all(self.store.exists(uri) for uri in entry["outputs"]):
+            return None  # the earlier outputs are gone: run again
+        return entry
+
+    def put(self, key: str, result: dict[str, Any], outputs: list[str], execution_id: str) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # the outputs that hold something: a hit needs them still there (an empty output uploads nothing)
+        written = [uri for uri in outputs if self.store.exists(uri)]
+        entry = {
+            "created": datetime.now(UTC).isoformat(),
+            "execution": execution_id,
+            "result": result,
+            "outputs": written,
+        }
+        path = self.directory / f"{key}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entry, default=str))
+        os.replace(tmp, path)

@@ -1,0 +1,24 @@
+"""One runner per definition ``Type``, from an explicit table (`RUNNERS`).
+
+A new Type: a module here with a `Runner` subclass, and one line below. The engine names no Type;
+a definition holding a Type this table lacks is refused before anything runs.
+"""
+
+from __future__ import annotations
+
+from pipelines.local.runners.base import Job, Runner, StepFailed
+from pipelines.local.runners.condition import ConditionRunner
+from pipelines.local.runners.fail import FailRunner
+from pipelines.local.runners.processing import ProcessingRunner
+from pipelines.local.runners.training import TrainingRunner
+
+__all__ = ["RUNNERS", "Job", "Runner", "StepFailed"]
+
+# definition Type -> its runner. Tuning, RegisterModel, Model, EndpointConfig and Endpoint get theirs
+# in later work; a definition that holds one is refused before anything runs.
+RUNNERS: dict[str, Runner] = {
+    "Processing": ProcessingRunner(),  # processing and evaluation steps
+    "Training": TrainingRunner(),
+    "Condition": ConditionRunner(),  # the quality gate
+    "Fail": FailRunner(),  # the gate's else branch
+}

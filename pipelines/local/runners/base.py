@@ -1,0 +1,154 @@
+"""What every runner shares: the `Runner` seam, the `Job` a runner works in, and `StepFailed`.
+
+A runner owns everything the engine needs to know about one definition ``Type``: how to run it (its
+result shaped like the matching ``Describe*`` response, so property references resolve as on
+SageMaker), which steps it nests (a condition's branches), what it reads before running, whether it
+is cacheable and from what, and which outputs it publishes. The engine only dispatches.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.local.expressions import Resolver
+from pipelines.local.store import ObjectStore, StoreError
+
+OPT_ML = "/opt/ml/"
+REGION = "local"
+ACCOUNT = "000000000000"
+
+
+class StepFailed(Exception):
+    """A step that did not succeed; ``cause`` is what retry policies match (e.g. SageMaker.JOB_INTERNAL_ERROR)."""
+
+    def __init__(self, reason: str, cause: str = "AlgorithmError"):
+        super().__init__(reason)
+        self.reason, self.cause = reason, cause
+
+
+@dataclass
+class Job:
+    """What a runner gets besides the step: where to work, the store, logging, and the process registry."""
+
+    step_name: str
+    job_name: str
+    directory: Path
+    store: ObjectStore
+    resolver: Resolver
+    log: Callable[[str], None]  # one line to the step's log
+    processes: set[subprocess.Popen[str]] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    nproc: int | None = None
+    python: str = sys.executable
+
+    @property
+    def sandbox(self) -> Path:
+        return self.directory / "sandbox"
+
+    def fresh_sandbox(self) -> None:
+        """Each attempt starts clean, as a retried SageMaker job gets a new container."""
+        shutil.rmtree(self.sandbox, ignore_errors=True)
+        self.sandbox.mkdir(parents=True)
+
+    def relocate(self, value: Any) -> Any:
+        """Every ``/opt/ml/...`` path inside the sandbox, recursively."""
+        if isinstance(value, str) and value.startswith(OPT_ML):
+            return str(self.sandbox) + value
+        if isinstance(value, list):
+            return [self.relocate(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.relocate(v) for k, v in value.items()}
+        return value
+
+    def arn(self, kind: str) -> str:
+        return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{kind}/{self.job_name}"
+
+    def run(self, cmd: list[str], env: dict[str, str], cwd: Path, on_line: Callable[[str], None] | None = None) -> None:
+        """Run a job's process, streaming its output into the log; raise `StepFailed` unless it exits 0."""
+        self.log("$ " + " ".join(cmd))
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            start_new_session=True,  # its own process group: Ctrl-C stops it and its children
+        )  # fmt: skip
+        with self.lock:
+            self.processes.add(proc)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                line = line.rstrip("\n")
+                self.log(line)
+                if on_line:
+                    on_line(line)
+            rc = proc.wait()
+        finally:
+            with self.lock:
+                self.processes.discard(proc)
+        if rc < 0:
+            name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
+            raise StepFailed(
+                f"InternalServerError: the job's process was killed by {name}", "SageMaker.JOB_INTERNAL_ERROR"
+            )
+        if rc != 0:
+            raise StepFailed(f"AlgorithmError: {Path(cmd[1] if len(cmd) > 1 else cmd[0]).name} exited with status {rc}")
+
+    def stage(self, uri: str, local_path: str) -> Path:
+        target = Path(self.relocate(local_path))
+        try:
+            n = self.store.download(uri, target)
+        except StoreError as exc:
+            hint = "; put the data there or serve its bucket from a directory with --mount BUCKET=DIR"
+            raise StepFailed(f"ClientError: input {uri}: {exc}{hint}", "ClientError") from exc
+        except OSError as exc:
+            raise StepFailed(f"cannot stage {uri}: {exc}", "Step.SERVICE_FAULT") from exc
+        self.log(f"staged {n} object(s) from {uri} into {local_path}")
+        return target
+
+
+def job_environment(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env | extra
+
+
+class Runner:
+    """The seam for one definition ``Type``; subclasses override what differs from these defaults."""
+
+    resolve_arguments = True  # resolve the step's Arguments before `run` (a condition evaluates its own)
+    cacheable = False  # whether a CacheConfig applies to this Type
+
+    def branches(self, step: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        """Steps nested in this one, by branch (a condition's IfSteps/ElseSteps); they run after it."""
+        return {}
+
+    def reads(self, step: dict[str, Any]) -> Any:
+        """The part of the step whose ``Get Steps.X`` references make it wait for X."""
+        return step.get("Arguments", {})
+
+    def branch_taken(self, result: dict[str, Any]) -> str | None:
+        """After it ran: the branch whose steps run (the others are Skipped)."""
+        return None
+
+    def cache_material(self, step: dict[str, Any], args: dict[str, Any], store: ObjectStore) -> Any:
+        """What the cache key is made of: the same material means the same work on the same data."""
+        raise NotImplementedError(f"{type(self).__name__} is not cacheable")
+
+    def outputs(self, result: dict[str, Any]) -> list[str]:
+        """The locations a result publishes: a cache hit needs them still there."""
+        return []
+
+    def run(self, step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def warn_unemulated(instance_count: Any, job: Job) -> None:
+    if int(instance_count or 1) > 1:
+        job.log(f"note: step '{job.step_name}' asks for {instance_count} instances; it runs as one local node")

@@ -1,0 +1,74 @@
+"""``Processing``: the job's container command run as a subprocess, inputs staged, outputs uploaded."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from pipelines.local.expressions import text
+from pipelines.local.runners.base import Job, Runner, StepFailed, job_environment, warn_unemulated
+from pipelines.local.store import ObjectStore
+
+
+class ProcessingRunner(Runner):
+    cacheable = True
+
+    def run(self, step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[str, Any]:
+        return run_processing(step, args, job)
+
+    def cache_material(self, step: dict[str, Any], args: dict[str, Any], store: ObjectStore) -> Any:
+        """Inputs by the digest of their content; the locations it writes to left out."""
+        material = copy.deepcopy(args)
+        for item in material.get("ProcessingInputs", []):
+            item["S3Input"]["S3Uri"] = "sha256:" + store.digest(item["S3Input"]["S3Uri"])
+        for item in material.get("ProcessingOutputConfig", {}).get("Outputs", []):
+            item["S3Output"].pop("S3Uri", None)
+        return {"Arguments": material, "PropertyFiles": step.get("PropertyFiles", [])}
+
+    def outputs(self, result: dict[str, Any]) -> list[str]:
+        return [o["S3Output"]["S3Uri"] for o in result.get("ProcessingOutputConfig", {}).get("Outputs", [])]
+
+
+def _python(cmd: list[str], job: Job) -> list[str]:
+    """Images are not pulled: the container's python runs as the project's interpreter."""
+    return [job.python if c in ("python", "python3") else c for c in cmd]
+
+
+def run_processing(step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[str, Any]:
+    warn_unemulated(args.get("ProcessingResources", {}).get("ClusterConfig", {}).get("InstanceCount", 1), job)
+    for item in args.get("ProcessingInputs", []):
+        job.stage(item["S3Input"]["S3Uri"], item["S3Input"]["LocalPath"])
+    outputs = args.get("ProcessingOutputConfig", {}).get("Outputs", [])
+    for item in outputs:
+        Path(job.relocate(item["S3Output"]["LocalPath"])).mkdir(parents=True, exist_ok=True)
+    app = args["AppSpecification"]
+    cmd = _python(
+        [text(c) for c in job.relocate(app.get("ContainerEntrypoint", []) + app.get("ContainerArguments", []))], job
+    )
+    env = job_environment({k: text(v) for k, v in job.relocate(args.get("Environment", {})).items()})
+    job.sandbox.mkdir(parents=True, exist_ok=True)
+    job.run(cmd, env, job.sandbox)
+    for item in outputs:
+        n = job.store.upload(Path(job.relocate(item["S3Output"]["LocalPath"])), item["S3Output"]["S3Uri"])
+        job.log(f"uploaded {n} file(s) of output '{item['OutputName']}' to {item['S3Output']['S3Uri']}")
+    property_files = {}
+    for pf in step.get("PropertyFiles", []):
+        output = next(o for o in outputs if o["OutputName"] == pf["OutputName"])
+        path = Path(job.relocate(output["S3Output"]["LocalPath"])) / pf["FilePath"]
+        try:
+            property_files[pf["PropertyFileName"]] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StepFailed(
+                f"property file {pf['FilePath']} of output '{pf['OutputName']}' is unreadable: {exc}"
+            ) from exc
+    return {
+        "ProcessingJobName": job.job_name,
+        "ProcessingJobArn": job.arn("processing-job"),
+        "ProcessingJobStatus": "Completed",
+        "ProcessingInputs": args.get("ProcessingInputs", []),
+        "ProcessingOutputConfig": args.get("ProcessingOutputConfig", {"Outputs": []}),
+        "AppSpecification": app,
+        "PropertyFiles": property_files,
+    }

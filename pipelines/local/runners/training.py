@@ -1,0 +1,158 @@
+"""``Training``: SageMaker's training toolkit emulated: hyperparameters, channels, ``SM_*`` variables,
+torchrun for ``torch_distributed``, metric regexes, checkpoints synced, ``model.tar.gz`` packed."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import re
+import tarfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipelines.instances import gpu_count
+from pipelines.local.expressions import text
+from pipelines.local.runners.base import Job, Runner, StepFailed, job_environment, warn_unemulated
+from pipelines.local.store import ObjectStore, StoreError
+
+
+class TrainingRunner(Runner):
+    cacheable = True
+
+    def run(self, step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[str, Any]:
+        return run_training(step, args, job)
+
+    def cache_material(self, step: dict[str, Any], args: dict[str, Any], store: ObjectStore) -> Any:
+        """Channels and the source archive by the digest of their content; checkpoints left out."""
+        material = copy.deepcopy(args)
+        for channel in material.get("InputDataConfig", []):
+            source = channel["DataSource"]["S3DataSource"]
+            source["S3Uri"] = "sha256:" + store.digest(source["S3Uri"])
+        submit = material.get("HyperParameters", {}).get("sagemaker_submit_directory")
+        if submit:
+            material["HyperParameters"]["sagemaker_submit_directory"] = "sha256:" + store.digest(json.loads(submit))
+        material.pop("CheckpointConfig", None)
+        return {"Arguments": material, "PropertyFiles": step.get("PropertyFiles", [])}
+
+    def outputs(self, result: dict[str, Any]) -> list[str]:
+        return [result["ModelArtifacts"]["S3ModelArtifacts"]] if "ModelArtifacts" in result else []
+
+
+def decode_hyperparameter(value: Any) -> Any:
+    """As SageMaker's training toolkit does: JSON-decode when possible, else keep the string."""
+    try:
+        return json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError:
+        return value
+
+
+def processes_for(instance_type: str, nproc: int | None) -> int:
+    """torch_distributed processes: --nproc, else the instance type's GPUs, at most the cores."""
+    if nproc:
+        return nproc
+    return max(1, min(gpu_count(instance_type) or 1, os.cpu_count() or 1))
+
+
+def run_training(step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[str, Any]:
+    resources = args.get("ResourceConfig", {})
+    warn_unemulated(resources.get("InstanceCount", 1), job)
+    if args.get("EnableManagedSpotTraining"):
+        job.log("note: spot capacity has no local meaning; the job runs on demand (checkpoints still sync)")
+    opt = job.sandbox / "opt" / "ml"
+    model_dir, output_dir, code_dir = opt / "model", opt / "output" / "data", opt / "code"
+    for d in (model_dir, output_dir, code_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    hps = {k: decode_hyperparameter(v) for k, v in args.get("HyperParameters", {}).items()}
+    program = str(hps.pop("sagemaker_program", ""))
+    submit = str(hps.pop("sagemaker_submit_directory", ""))
+    distributed = bool(hps.pop("sagemaker_torch_distributed_enabled", False))
+    hps = {k: v for k, v in hps.items() if not k.startswith("sagemaker_")}
+    if not program or not submit:
+        raise StepFailed("ClientError: no sagemaker_program / sagemaker_submit_directory hyperparameter", "ClientError")
+    try:
+        with tarfile.open(job.store.path(submit), "r:gz") as tar:
+            tar.extractall(code_dir, filter="data")
+    except (OSError, tarfile.TarError, StoreError) as exc:
+        raise StepFailed(f"ClientError: cannot unpack the source archive {submit}: {exc}", "ClientError") from exc
+
+    env = {
+        "SM_MODEL_DIR": str(model_dir),
+        "SM_OUTPUT_DATA_DIR": str(output_dir),
+        "SM_OUTPUT_DIR": str(opt / "output"),
+        "SM_INPUT_DIR": str(opt / "input"),
+        "SM_HOSTS": json.dumps(["algo-1"]),
+        "SM_CURRENT_HOST": "algo-1",
+        "SM_NUM_GPUS": "0",
+        "SM_NUM_CPUS": str(os.cpu_count() or 1),
+        "SM_HPS": json.dumps(hps),
+        "SM_USER_ENTRY_POINT": program,
+        "SM_MODULE_DIR": submit,
+    }
+    channels = []
+    for channel in args.get("InputDataConfig", []):
+        name = channel["ChannelName"]
+        target = job.stage(channel["DataSource"]["S3DataSource"]["S3Uri"], f"/opt/ml/input/data/{name}")
+        env[f"SM_CHANNEL_{name.upper()}"] = str(target)
+        channels.append(name)
+    env["SM_CHANNELS"] = json.dumps(channels)
+    checkpoint = args.get("CheckpointConfig")
+    if checkpoint:
+        local = Path(job.relocate(checkpoint.get("LocalPath", "/opt/ml/checkpoints")))
+        local.mkdir(parents=True, exist_ok=True)
+        env["SM_CHECKPOINT_DIR"] = str(local)
+        if job.store.exists(checkpoint["S3Uri"]):
+            job.store.download(checkpoint["S3Uri"], local)
+            job.log(f"restored checkpoints from {checkpoint['S3Uri']}")
+    else:
+        env["SM_CHECKPOINT_DIR"] = str(opt / "checkpoints")
+
+    argv = [str(code_dir / program)]
+    for key, value in hps.items():
+        argv += [f"--{key}", str(value)]
+    if distributed:
+        n = processes_for(resources.get("InstanceType", ""), job.nproc)
+        cmd = [job.python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n), *argv]
+    else:
+        cmd = [job.python, *argv]
+
+    metrics: dict[str, float] = {}
+    regexes = [
+        (m["Name"], re.compile(m["Regex"])) for m in args.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])
+    ]
+
+    def on_line(line: str) -> None:
+        for name, regex in regexes:
+            match = regex.search(line)
+            if match:
+                with contextlib.suppress(ValueError, IndexError):  # a line that only looks like a metric
+                    metrics[name] = float(match.group(1))
+
+    env |= {k: text(v) for k, v in args.get("Environment", {}).items()}
+    try:
+        job.run(cmd, job_environment(env), code_dir, on_line)
+    finally:
+        if checkpoint:  # kept even when the job fails, so a rerun resumes
+            job.store.upload(Path(env["SM_CHECKPOINT_DIR"]), checkpoint["S3Uri"])
+    output_path = args["OutputDataConfig"]["S3OutputPath"].rstrip("/") + f"/{job.job_name}/output"
+    for name, directory in (("model.tar.gz", model_dir), ("output.tar.gz", output_dir)):
+        archive = job.directory / name
+        with tarfile.open(archive, "w:gz") as tar:
+            for item in sorted(directory.iterdir()):
+                tar.add(item, arcname=item.name)
+        job.store.upload_file(archive, f"{output_path}/{name}")
+    now = datetime.now(UTC).isoformat()
+    return {
+        "TrainingJobName": job.job_name,
+        "TrainingJobArn": job.arn("training-job"),
+        "TrainingJobStatus": "Completed",
+        "SecondaryStatus": "Completed",
+        "HyperParameters": args.get("HyperParameters", {}),
+        "AlgorithmSpecification": args.get("AlgorithmSpecification", {}),
+        "ResourceConfig": resources,
+        "OutputDataConfig": args["OutputDataConfig"],
+        "ModelArtifacts": {"S3ModelArtifacts": f"{output_path}/model.tar.gz"},
+        "FinalMetricDataList": [{"MetricName": k, "Value": v, "Timestamp": now} for k, v in metrics.items()],
+    }

@@ -1,0 +1,59 @@
+"""The step scripts a spec names: they must exist, and every ``--option`` a step passes them must be
+one their argparse declares (read from the source, never imported: a script may need torch)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipelines.suggest import suggest
+
+if TYPE_CHECKING:
+    from pipelines.spec.base import Path_, ScriptStep
+    from pipelines.spec.checks import Checks
+
+STEPS_DIR = Path(__file__).resolve().parents[2] / "steps"
+
+
+@lru_cache(maxsize=32)
+def script_options(script: Path) -> frozenset[str] | None:
+    """Option names a step script's argparse declares (``--epochs`` -> ``epochs``), read from its source.
+
+    None when the script declares none we can see (then its options are not checked).
+    """
+    try:
+        tree = ast.parse(script.read_text())
+    except (OSError, SyntaxError):
+        return None
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            first = node.args[0].value
+            func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if func == "add_argument":
+                flags = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+                names.update(f[2:] for f in flags if f.startswith("--"))
+            elif func == "add" and isinstance(first, str) and re.fullmatch(r"[a-z][a-z0-9-]*", first):
+                names.add(first)
+    return frozenset(names | {n.replace("-", "_") for n in names}) if names else None
+
+
+def check_script_options(step: ScriptStep, checks: Checks, here: Path_) -> None:
+    path = STEPS_DIR / step.script
+    if not path.is_file():
+        checks.add(
+            (*here, "script"),
+            f"script steps/{step.script} does not exist",
+            suggest(step.script, sorted(p.name for p in STEPS_DIR.glob("*.py"))),
+        )
+        return
+    options = script_options(path)
+    if not options:
+        return  # a script whose argparse calls we cannot read: nothing to check against
+    spelled = sorted(o for o in options if "_" not in o)
+    for where, name, purpose in step.script_options_used(here):
+        if name not in options:
+            checks.add(where, f"steps/{step.script} has no option --{name}{purpose}", suggest(name, spelled))
