@@ -522,3 +522,13 @@ def test_transfer_learning_spec_runs_locally_with_weights_from_a_mounted_channel
     config = json.loads((tmp_path / "model" / "model_config.json").read_text())
     assert config["architecture"] == "mobilenet_v3_small" and config["feature_extract"] is True
     assert config["input"]["channels"] == 3
+
+
+def test_the_run_record_keeps_its_shape(first_run: dict) -> None:
+    """What `local describe`, scripts and later tools read: the keys stay as they are."""
+    assert set(first_run) == {"id", "pipeline", "status", "started", "ended", "parameters", "failure", "steps"}
+    summary_keys = {
+        "type", "status", "cache_hit", "started", "ended", "elapsed_seconds", "attempts", "failure_reason", "depends_on"
+    }  # fmt: skip
+    assert all(set(step) == summary_keys for step in first_run["steps"].values())
+    assert first_run["steps"]["quality-gate-failed"]["depends_on"] == ["evaluate", "quality-gate"]  # its message reads the report
