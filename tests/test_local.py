@@ -531,4 +531,5 @@ def test_the_run_record_keeps_its_shape(first_run: dict) -> None:
         "type", "status", "cache_hit", "started", "ended", "elapsed_seconds", "attempts", "failure_reason", "depends_on"
     }  # fmt: skip
     assert all(set(step) == summary_keys for step in first_run["steps"].values())
-    assert first_run["steps"]["quality-gate-failed"]["depends_on"] == ["evaluate", "quality-gate"]  # its message reads the report
+    # the Fail step's message reads the evaluation report, so it waits for both
+    assert first_run["steps"]["quality-gate-failed"]["depends_on"] == ["evaluate", "quality-gate"]
