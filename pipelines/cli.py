@@ -205,7 +205,7 @@ def cmd_local_describe(args: argparse.Namespace) -> int:
     from pipelines.local.records import load_execution
 
     record = load_execution(_root(args), args.execution)
-    print_execution(record)
+    print_execution(record, _root(args) / "executions" / args.execution)
     return 0 if record["status"] in ("Succeeded", "Executing") else 1
 
 
@@ -218,7 +218,22 @@ def cmd_local_logs(args: argparse.Namespace) -> int:
 
         hint = did_you_mean(args.step, record["steps"])
         raise UsageError(f"execution {args.execution} has no step '{args.step}'" + (f"; {hint}" if hint else ""))
-    log = _root(args) / "executions" / args.execution / "steps" / args.step / "log.txt"
+    step_dir = _root(args) / "executions" / args.execution / "steps" / args.step
+    log = step_dir / "log.txt"
+    if args.trial:
+        trials = sorted(p.name for p in (step_dir / "trials").glob("*") if p.is_dir())
+        names = [
+            t
+            for t in trials
+            if t == args.trial or (args.trial.isdigit() and t.split("-")[-2] == f"{int(args.trial):03d}")
+        ]
+        if not names:
+            from pipelines.suggest import did_you_mean
+
+            hint = did_you_mean(args.trial, trials)
+            known = f"; trials: {', '.join(trials)}" if trials else f"; step '{args.step}' ran no trials"
+            raise UsageError(f"no trial '{args.trial}'" + (f" ({hint})" if hint else "") + known)
+        log = step_dir / "trials" / names[0] / "log.txt"
     if not log.exists():
         print(f"step '{args.step}' wrote no log (status {record['steps'][args.step]['status']})")
         return 0
@@ -282,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("step")
     p.add_argument("--root", help=root_help)
     p.add_argument("--tail", type=int, default=0, help="only the last N lines")
+    p.add_argument("--trial", help="a tuning step's training job: its name, or its number (1, 2, ...)")
     command("image-build", cmd_image_build, "build the training and inference images (make image-build)")
     command("image-push", cmd_image_push, "push them to ECR (make image-push)")
     return parser

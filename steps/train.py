@@ -157,9 +157,15 @@ def broadcast_buffers(model: nn.Module, rt: Runtime) -> None:
             dist.broadcast(buffer, src=0)
 
 
+def emit(line: str) -> None:
+    """One line in one write: ranks share the job's output, and print() writes text and newline apart."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def log(rt: Runtime, message: str) -> None:
     if rt.is_main:
-        print(message, flush=True)
+        emit(message)
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -330,8 +336,27 @@ def atomic_save(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def tuning_trial_name() -> str | None:
+    """This job's name when a hyperparameter tuning job launched it, else None.
+
+    SageMaker gives every training job of a tuning job the same checkpoint URI, and writes the tuning
+    objective into the job's own hyperparameters.json (the toolkit keeps it from the script's arguments).
+    """
+    config = Path(os.environ.get("SM_INPUT_CONFIG_DIR", "/opt/ml/input/config")) / "hyperparameters.json"
+    try:
+        trial = "_tuning_objective_metric" in json.loads(config.read_text())
+    except (OSError, ValueError):
+        return None
+    return os.environ.get("TRAINING_JOB_NAME") if trial else None
+
+
 def checkpoint_dir(args: argparse.Namespace, rt: Runtime) -> Path | None:
     path = Path(args.checkpoint_dir)
+    trial = tuning_trial_name()
+    if trial:
+        # one prefix per trial: a trial must never resume from another configuration's checkpoint
+        path = path / trial
+        log(rt, f"train: tuning trial {trial}: checkpoints in {path}")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -551,7 +576,7 @@ def run(args: argparse.Namespace) -> dict:
         log(rt, format_metrics(summary))
     if rt.distributed:
         # every rank reports its weights' digest: DDP keeps them identical, and this shows it
-        print(f"rank={rt.rank} weights_sha256={state_digest(model.state_dict())}", flush=True)
+        emit(f"rank={rt.rank} weights_sha256={state_digest(model.state_dict())}")
         dist.barrier()
         dist.destroy_process_group()
     return summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -53,32 +54,51 @@ def latest(root: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def first_run(local_root: dict[str, Path]) -> dict:
-    assert run_local(local_root, "Epochs=2") == 0
+    assert run_local(local_root, "Epochs=2", "--nproc", "2") == 0
     return latest(local_root["root"])
 
 
-def test_quickstart_runs_end_to_end_with_ddp_training_as_two_gloo_processes(first_run: dict, local_root: dict) -> None:
+def test_quickstart_tunes_with_ddp_trials_and_evaluates_the_best_trials_model(
+    first_run: dict, local_root: dict
+) -> None:
     steps = first_run["steps"]
     assert first_run["status"] == "Succeeded"
     assert {n: s["status"] for n, s in steps.items()} == {
         "preprocess": "Succeeded",
-        "train": "Succeeded",
+        "tune": "Succeeded",
         "evaluate": "Succeeded",
         "quality-gate": "Succeeded",
         "quality-gate-failed": "Skipped",
     }
     run_dir = local_root["root"] / "executions" / first_run["id"]
-    train_log = (run_dir / "steps" / "train" / "log.txt").read_text()
-    assert "-m torch.distributed.run --standalone --nproc_per_node 2" in train_log
-    digests = {line.split()[1] for line in train_log.splitlines() if line.startswith("rank=")}
-    assert len(digests) == 1 and train_log.count("rank=") == 2
-    result = json.loads((run_dir / "steps" / "train" / "result.json").read_text())
-    model_uri = result["ModelArtifacts"]["S3ModelArtifacts"]
-    assert model_uri.endswith(f"/pipelines-{first_run['id']}-train/output/model.tar.gz")
-    assert {m["MetricName"] for m in result["FinalMetricDataList"]} == {"train_loss", "val_loss", "val_weighted_recall"}
+    result = json.loads((run_dir / "steps" / "tune" / "result.json").read_text())
+    summaries = result["TrainingJobSummaries"]
+    assert len(summaries) == 4 and result["TrainingJobStatusCounters"]["Completed"] == 4
+    values = [s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] for s in summaries]
+    assert values == sorted(values, reverse=True)  # best first, as SageMaker lists them
+    assert result["BestTrainingJob"]["TrainingJobName"] == summaries[0]["TrainingJobName"]
+    for summary in summaries:  # each trial is a training job run as torch_distributed: two gloo ranks
+        log = (run_dir / "steps" / "tune" / "trials" / summary["TrainingJobName"] / "log.txt").read_text()
+        assert "-m torch.distributed.run --standalone --nproc_per_node 2" in log
+        digests = re.findall(r"rank=\d weights_sha256=([0-9a-f]{64})", log)
+        assert len(digests) == 2 and len(set(digests)) == 1
+        lr = float(summary["TunedHyperParameters"]["lr"])
+        assert 0.0005 <= lr <= 0.03 and f"--lr {lr}" in log
+    trials = json.loads((run_dir / "steps" / "tune" / "trials.json").read_text())
+    assert {t["TrainingJobStatus"] for t in trials} == {"Completed"}
+    for t in trials:  # a value per epoch, then train.py's closing best_... line, which the regex also matches
+        curve = t["Curves"]["val_weighted_recall"]  # (as on SageMaker): the objective is the best epoch's value
+        assert len(curve) == 3 and curve[-1] == max(curve[:2]) == t["FinalObjectiveValue"]
+
+    # the evaluation read exactly the best trial's artifact
+    best = summaries[0]["TrainingJobName"]
     store = ObjectStore(local_root["root"] / "s3")
-    assert store.path(model_uri).is_file()
+    best_uri = f"s3://sm-pipelines-unset-bucket/digits-quickstart/tune/{best}/output/model.tar.gz"
     evaluation = json.loads((run_dir / "steps" / "evaluate" / "result.json").read_text())
+    model_input = next(i for i in evaluation["ProcessingInputs"] if i["InputName"] == "model")
+    assert model_input["S3Input"]["S3Uri"] == best_uri
+    staged = run_dir / "steps" / "evaluate" / "sandbox" / "opt" / "ml" / "processing" / "input" / "model"
+    assert (staged / "model.tar.gz").read_bytes() == store.path(best_uri).read_bytes()
     report = evaluation["PropertyFiles"]["evaluate-report"]
     assert report["metrics"]["weighted_recall"]["value"] > 0.8
     assert json.loads((run_dir / "steps" / "quality-gate" / "result.json").read_text()) == {"Outcome": "True"}
@@ -104,7 +124,7 @@ def test_an_identical_run_hits_the_cache_for_every_cacheable_step(first_run: dic
     hits = {n: s["cache_hit"] for n, s in record["steps"].items()}
     assert hits == {
         "preprocess": True,
-        "train": True,
+        "tune": True,
         "evaluate": True,
         "quality-gate": False,
         "quality-gate-failed": False,
@@ -114,15 +134,17 @@ def test_an_identical_run_hits_the_cache_for_every_cacheable_step(first_run: dic
 def test_a_changed_parameter_reruns_exactly_the_steps_it_reaches_and_reaches_the_script(
     first_run: dict, local_root: dict
 ) -> None:
-    assert run_local(local_root, "Epochs=1", "AccuracyThreshold=0.5") == 0
+    assert run_local(local_root, "Epochs=1", "TuningJobs=2", "AccuracyThreshold=0.5") == 0
     record = latest(local_root["root"])
     assert {n: s["cache_hit"] for n, s in record["steps"].items() if s["status"] == "Succeeded"} == {
         "preprocess": True,
-        "train": False,
+        "tune": False,
         "evaluate": False,
         "quality-gate": False,
     }
-    log = (local_root["root"] / "executions" / record["id"] / "steps" / "train" / "log.txt").read_text()
+    trials = sorted((local_root["root"] / "executions" / record["id"] / "steps" / "tune" / "trials").iterdir())
+    assert len(trials) == 2
+    log = (trials[0] / "log.txt").read_text()
     assert "--epochs 1" in log and "epoch=1 " in log and "epoch=2 " not in log
 
 
@@ -138,11 +160,22 @@ def test_records_are_read_by_later_processes(first_run: dict, local_root: dict) 
     assert listing.returncode == 0 and first_run["id"] in listing.stdout
     described = cli("local", "describe", first_run["id"], "--root", root)
     assert described.returncode == 0
-    assert "train" in described.stdout and "Succeeded" in described.stdout and '"Epochs": 2' in described.stdout
-    logs = cli("local", "logs", first_run["id"], "train", "--root", root)
-    assert logs.returncode == 0 and "best_epoch=" in logs.stdout
-    missing = cli("local", "logs", first_run["id"], "trian", "--root", root)
-    assert missing.returncode == 2 and "did you mean 'train'?" in missing.stderr
+    assert "tune" in described.stdout and "Succeeded" in described.stdout and '"Epochs": 2' in described.stdout
+    best = first_run_best(first_run, local_root)
+    assert best in described.stdout  # the trials table
+    logs = cli("local", "logs", first_run["id"], "tune", "--root", root)
+    assert logs.returncode == 0 and f"trial {best} Completed" in logs.stdout
+    trial_log = cli("local", "logs", first_run["id"], "tune", "--trial", best, "--root", root)
+    assert trial_log.returncode == 0 and "best_epoch=" in trial_log.stdout
+    by_number = cli("local", "logs", first_run["id"], "tune", "--trial", "1", "--root", root)
+    assert by_number.returncode == 0 and "-001-" in by_number.stdout
+    missing = cli("local", "logs", first_run["id"], "tnue", "--root", root)
+    assert missing.returncode == 2 and "did you mean 'tune'?" in missing.stderr
+
+
+def first_run_best(first_run: dict, local_root: dict) -> str:
+    run_dir = local_root["root"] / "executions" / first_run["id"]
+    return json.loads((run_dir / "steps" / "tune" / "result.json").read_text())["BestTrainingJob"]["TrainingJobName"]
 
 
 def test_a_failing_script_fails_the_execution_shows_its_log_and_starts_nothing_downstream(
@@ -171,19 +204,19 @@ def test_a_failing_script_fails_the_execution_shows_its_log_and_starts_nothing_d
     assert record["status"] == "Failed"
     assert {n: s["status"] for n, s in record["steps"].items()} == {
         "preprocess": "Failed",
-        "train": "NotRun",
+        "tune": "NotRun",
         "evaluate": "NotRun",
         "quality-gate": "NotRun",
         "quality-gate-failed": "NotRun",
     }
-    assert not (tmp_path / "runs" / "executions" / record["id"] / "steps" / "train").exists()
+    assert not (tmp_path / "runs" / "executions" / record["id"] / "steps" / "tune").exists()
 
 
 def test_a_definition_with_a_step_type_it_cannot_run_is_refused_before_anything_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["local", "run", "config/bengali.yaml", "--root", str(tmp_path)]) == 2
-    assert "step 'tune' has type Tuning, which the local engine cannot run" in capsys.readouterr().err
+    assert "step 'register-RegisterModel' has type RegisterModel, which the local engine cannot run" in capsys.readouterr().err
     assert not (tmp_path / "executions").exists()
 
 

@@ -46,8 +46,8 @@ def compile_tuning(step: TuningSpec, ctx: CompileContext) -> list[Any]:
         hyperparameter_ranges=ranges,  # type: ignore[arg-type]
         metric_definitions=[{"Name": k, "Regex": v} for k, v in step.metrics.items()],
         strategy=step.strategy,
-        max_jobs=step.max_jobs,
-        max_parallel_jobs=step.max_parallel_jobs,
+        max_jobs=ctx.value(step.max_jobs),
+        max_parallel_jobs=ctx.value(step.max_parallel_jobs),
         early_stopping_type=step.early_stopping,
         base_tuning_job_name=step.name,
     )

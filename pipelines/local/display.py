@@ -7,6 +7,7 @@ import json
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -23,14 +24,14 @@ STYLES = {
 
 def step_table(execution: Execution) -> Table:
     table = Table(title=f"{execution.pipeline}  execution {execution.id}  [{execution.status}]", title_justify="left")
-    for column in ("step", "type", "status", "elapsed", "cache"):
+    for column in ("step", "type", "status", "elapsed", "cache", "progress"):
         table.add_column(column, justify="right" if column == "elapsed" else "left")
     for state in execution.states.values():
         elapsed = f"{state.elapsed:.1f}s" if state.elapsed is not None else ""
         attempts = f" (attempt {len(state.attempts)})" if len(state.attempts) > 1 else ""
         table.add_row(
             state.name, state.type, f"[{STYLES.get(state.status, '')}]{state.status}[/]{attempts}", elapsed,
-            "hit" if state.cache_hit else "",
+            "hit" if state.cache_hit else "", state.detail if state.status == "Executing" else "",
         )  # fmt: skip
     return table
 
@@ -67,6 +68,8 @@ class Display:
             extra = ""
             if state.status in ("Succeeded", "Failed", "Stopped") and state.elapsed is not None:
                 extra = f" ({state.elapsed:.1f}s{', cache hit' if state.cache_hit else ''})"
+            elif state.status == "Executing" and state.detail:
+                extra = f": {state.detail}"
             print(f"[{stamp}] {state.name}: {state.status}{extra}", file=sys.stdout, flush=True)
 
 
@@ -87,7 +90,7 @@ def print_executions(records: list[dict[str, Any]]) -> None:
     _console().print(table)
 
 
-def print_execution(record: dict[str, Any]) -> None:
+def print_execution(record: dict[str, Any], directory: Path | None = None) -> None:
     console = _console()
     console.print(
         f"execution {record['id']} of {record['pipeline']}: {record['status']} "
@@ -107,3 +110,32 @@ def print_execution(record: dict[str, Any]) -> None:
             step["failure_reason"] or "",
         )
     console.print(table)
+    for name in record["steps"]:
+        trials = directory / "steps" / name / "trials.json" if directory else None
+        if trials and trials.exists():
+            console.print(trials_table(name, json.loads(trials.read_text())))
+
+
+def trials_table(step: str, trials: list[dict[str, Any]]) -> Table:
+    """A tuning step's training jobs, in the order they started."""
+    tuned = list(dict.fromkeys(k for t in trials for k in t["TunedHyperParameters"]))
+    metric = trials[0]["ObjectiveMetric"] if trials else "objective"
+    table = Table(title=f"{step}: {len(trials)} training job(s)", title_justify="left")
+    for column in ("training job", "status", metric, "epochs", "duration", *tuned):
+        table.add_column(column)
+    for t in trials:
+        value = t["FinalObjectiveValue"]
+        table.add_row(
+            t["TrainingJobName"], t["TrainingJobStatus"], f"{value:.4g}" if value is not None else "",
+            str(len(t["Curves"].get(metric, []))), f"{t['DurationSeconds']:.1f}s",
+            *(f"{float(v):.4g}" if _is_number(v) else v for v in (t["TunedHyperParameters"].get(k, "") for k in tuned)),
+        )  # fmt: skip
+    return table
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

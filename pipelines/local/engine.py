@@ -50,6 +50,7 @@ class StepState:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     failure_reason: str | None = None
     result: dict[str, Any] | None = None
+    detail: str = ""  # what the running step reports it is doing (e.g. "3/8 trials, best 0.91")
 
     @property
     def elapsed(self) -> float | None:
@@ -205,6 +206,11 @@ class Execution:
         if self.on_change:
             self.on_change(self, state)
 
+    def _progress(self, state: StepState, text: str) -> None:
+        state.detail = text
+        if self.on_change:
+            self.on_change(self, state)
+
     def _result_of(self, name: str) -> dict[str, Any]:
         state = self.states.get(name)
         if state is None or state.result is None:
@@ -349,6 +355,8 @@ class Execution:
                 self.processes,
                 self.lock,
                 self.options.nproc,
+                stopping=self.stopping,
+                progress=lambda text, state=state: self._progress(state, text),  # type: ignore[misc]
             )
             self._set(state, "Executing")
             job.fresh_sandbox()

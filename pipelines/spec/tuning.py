@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from pipelines.spec.base import Model, Path_
+from pipelines.spec.base import PARAM, Model, Path_
 from pipelines.spec.training import TrainingSpec
 from pipelines.suggest import suggest
 
@@ -64,13 +64,14 @@ class TuningSpec(TrainingSpec):
     objective: Objective
     ranges: dict[str, Range] = Field(min_length=1)
     strategy: Literal["Bayesian", "Random", "Hyperband", "Grid"] = "Bayesian"
-    max_jobs: int = Field(8, ge=1)
-    max_parallel_jobs: int = Field(2, ge=1)
+    max_jobs: Annotated[Annotated[int, Field(ge=1)] | str, PARAM] = Field(8, description="a number, or $Param")
+    max_parallel_jobs: Annotated[Annotated[int, Field(ge=1)] | str, PARAM] = Field(2, description="a number, or $Param")
     early_stopping: Literal["Off", "Auto"] = "Off"
 
     @model_validator(mode="after")
     def _parallel_within_total(self) -> TuningSpec:
-        if self.max_parallel_jobs > self.max_jobs:
+        both = isinstance(self.max_jobs, int) and isinstance(self.max_parallel_jobs, int)
+        if both and self.max_parallel_jobs > self.max_jobs:  # type: ignore[operator]
             raise ValueError(f"max_parallel_jobs ({self.max_parallel_jobs}) exceeds max_jobs ({self.max_jobs})")
         return self
 
@@ -92,6 +93,14 @@ class TuningSpec(TrainingSpec):
                     f"'{name}' is both a fixed hyperparameter and a tuned range",
                     "remove it from hyperparameters",
                 )
+        for key in ("max_jobs", "max_parallel_jobs"):
+            value = getattr(self, key)
+            if isinstance(value, str) and checks.parameter_type(value) not in (None, "Integer"):
+                checks.add(
+                    (*here, key), f"{key} takes an Integer parameter; {value} is not one", "declare it type: Integer"
+                )
+            elif isinstance(value, str) and not value.startswith("$"):
+                checks.add((*here, key), f"{value!r} is neither a number nor $Param", "write a number, e.g. 8")
         if self.strategy == "Grid":
             for name, r in self.ranges.items():
                 if r.type != "categorical":

@@ -8,6 +8,7 @@ is cacheable and from what, and which outputs it publishes. The engine only disp
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -49,6 +50,19 @@ class Job:
     lock: threading.Lock = field(default_factory=threading.Lock)
     nproc: int | None = None
     python: str = sys.executable
+    stopping: threading.Event = field(default_factory=threading.Event)  # set when the execution is stopping
+    progress: Callable[[str], None] = lambda _: None  # a short line of what the step is doing now
+    environment: dict[str, str] = field(default_factory=dict)  # added to every process this job starts
+    stopped: bool = False  # stopped on purpose (`stop`), not failed
+    _current: subprocess.Popen[str] | None = None
+
+    def stop(self) -> None:
+        """Stop this job's running process group (a tuner stopping a trial early)."""
+        self.stopped = True
+        proc = self._current
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
 
     @property
     def sandbox(self) -> Path:
@@ -81,6 +95,7 @@ class Job:
         )  # fmt: skip
         with self.lock:
             self.processes.add(proc)
+        self._current = proc
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
@@ -90,8 +105,11 @@ class Job:
                     on_line(line)
             rc = proc.wait()
         finally:
+            self._current = None
             with self.lock:
                 self.processes.discard(proc)
+        if self.stopped:
+            raise StepFailed("Stopped: the job was stopped early", "Stopped")
         if rc < 0:
             name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
             raise StepFailed(
@@ -113,10 +131,10 @@ class Job:
         return target
 
 
-def job_environment(extra: dict[str, str]) -> dict[str, str]:
+def job_environment(extra: dict[str, str], job: Job | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
     env["PYTHONUNBUFFERED"] = "1"
-    return env | extra
+    return env | (job.environment if job else {}) | extra
 
 
 class Runner:

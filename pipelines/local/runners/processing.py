@@ -47,7 +47,7 @@ def run_processing(step: dict[str, Any], args: dict[str, Any], job: Job) -> dict
     cmd = _python(
         [text(c) for c in job.relocate(app.get("ContainerEntrypoint", []) + app.get("ContainerArguments", []))], job
     )
-    env = job_environment({k: text(v) for k, v in job.relocate(args.get("Environment", {})).items()})
+    env = job_environment({k: text(v) for k, v in job.relocate(args.get("Environment", {})).items()}, job)
     job.sandbox.mkdir(parents=True, exist_ok=True)
     job.run(cmd, env, job.sandbox)
     for item in outputs:

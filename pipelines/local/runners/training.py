@@ -9,6 +9,7 @@ import json
 import os
 import re
 import tarfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,19 +27,31 @@ class TrainingRunner(Runner):
         return run_training(step, args, job)
 
     def cache_material(self, step: dict[str, Any], args: dict[str, Any], store: ObjectStore) -> Any:
-        """Channels and the source archive by the digest of their content; checkpoints left out."""
-        material = copy.deepcopy(args)
-        for channel in material.get("InputDataConfig", []):
-            source = channel["DataSource"]["S3DataSource"]
-            source["S3Uri"] = "sha256:" + store.digest(source["S3Uri"])
-        submit = material.get("HyperParameters", {}).get("sagemaker_submit_directory")
-        if submit:
-            material["HyperParameters"]["sagemaker_submit_directory"] = "sha256:" + store.digest(json.loads(submit))
-        material.pop("CheckpointConfig", None)
-        return {"Arguments": material, "PropertyFiles": step.get("PropertyFiles", [])}
+        return {
+            "Arguments": job_material(args, "HyperParameters", store),
+            "PropertyFiles": step.get("PropertyFiles", []),
+        }
 
     def outputs(self, result: dict[str, Any]) -> list[str]:
         return [result["ModelArtifacts"]["S3ModelArtifacts"]] if "ModelArtifacts" in result else []
+
+
+def job_material(args: dict[str, Any], hyperparameters: str, store: ObjectStore) -> dict[str, Any]:
+    """A training job's arguments for a cache key: channels and the source archive by the digest of their
+    content, checkpoints left out (also a tuning job's TrainingJobDefinition, with StaticHyperParameters)."""
+    material = copy.deepcopy(args)
+    for channel in material.get("InputDataConfig", []):
+        source = channel["DataSource"]["S3DataSource"]
+        source["S3Uri"] = "sha256:" + store.digest(source["S3Uri"])
+    submit = material.get(hyperparameters, {}).get("sagemaker_submit_directory")
+    if submit:
+        material[hyperparameters]["sagemaker_submit_directory"] = "sha256:" + store.digest(json.loads(submit))
+    material.pop("CheckpointConfig", None)
+    return material
+
+
+# hyperparameters the training toolkit keeps for itself: never passed to the script
+TOOLKIT_HYPERPARAMETERS = ("_tuning_objective_metric",)
 
 
 def decode_hyperparameter(value: Any) -> Any:
@@ -56,7 +69,13 @@ def processes_for(instance_type: str, nproc: int | None) -> int:
     return max(1, min(gpu_count(instance_type) or 1, os.cpu_count() or 1))
 
 
-def run_training(step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[str, Any]:
+def run_training(
+    step: dict[str, Any],
+    args: dict[str, Any],
+    job: Job,
+    on_metric: Callable[[str, float], None] | None = None,
+) -> dict[str, Any]:
+    """Run one training job; ``on_metric(name, value)`` hears every metric line as it is printed."""
     resources = args.get("ResourceConfig", {})
     warn_unemulated(resources.get("InstanceCount", 1), job)
     if args.get("EnableManagedSpotTraining"):
@@ -69,7 +88,7 @@ def run_training(step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[s
     program = str(hps.pop("sagemaker_program", ""))
     submit = str(hps.pop("sagemaker_submit_directory", ""))
     distributed = bool(hps.pop("sagemaker_torch_distributed_enabled", False))
-    hps = {k: v for k, v in hps.items() if not k.startswith("sagemaker_")}
+    hps = {k: v for k, v in hps.items() if not k.startswith("sagemaker_") and k not in TOOLKIT_HYPERPARAMETERS}
     if not program or not submit:
         raise StepFailed("ClientError: no sagemaker_program / sagemaker_submit_directory hyperparameter", "ClientError")
     try:
@@ -90,7 +109,25 @@ def run_training(step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[s
         "SM_HPS": json.dumps(hps),
         "SM_USER_ENTRY_POINT": program,
         "SM_MODULE_DIR": submit,
+        "SM_INPUT_CONFIG_DIR": str(opt / "input" / "config"),
+        "TRAINING_JOB_NAME": job.job_name,
+        "TRAINING_JOB_ARN": job.arn("training-job"),
     }
+    # what SageMaker writes into every training container, whatever the toolkit makes of it
+    config_dir = opt / "input" / "config"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / "hyperparameters.json").write_text(json.dumps(args.get("HyperParameters", {}), indent=2))
+    (config_dir / "resourceconfig.json").write_text(
+        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "lo"})
+    )
+    (config_dir / "inputdataconfig.json").write_text(
+        json.dumps(
+            {
+                c["ChannelName"]: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}
+                for c in args.get("InputDataConfig", [])
+            }
+        )
+    )
     channels = []
     for channel in args.get("InputDataConfig", []):
         name = channel["ChannelName"]
@@ -129,10 +166,12 @@ def run_training(step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[s
             if match:
                 with contextlib.suppress(ValueError, IndexError):  # a line that only looks like a metric
                     metrics[name] = float(match.group(1))
+                    if on_metric:
+                        on_metric(name, metrics[name])
 
     env |= {k: text(v) for k, v in args.get("Environment", {}).items()}
     try:
-        job.run(cmd, job_environment(env), code_dir, on_line)
+        job.run(cmd, job_environment(env, job), code_dir, on_line)
     finally:
         if checkpoint:  # kept even when the job fails, so a rerun resumes
             job.store.upload(Path(env["SM_CHECKPOINT_DIR"]), checkpoint["S3Uri"])
