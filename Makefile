@@ -10,6 +10,7 @@ DEV    := $(VENV)/.installed-dev
 TORCH  := torch==2.14.1 torchvision==0.29.1
 CONFIG ?= config/digits.yaml
 PARAMS ?=
+UNTIL  ?=
 
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 
@@ -44,7 +45,7 @@ data/.stamp: $(DEV) tests/tools/datasets.py
 	touch data/.stamp
 
 pipeline-local: $(STAMP) data/.stamp
-	$(PY) -m pipelines local run $(CONFIG) $(PARAMS)
+	$(PY) -m pipelines local run $(CONFIG) $(PARAMS) $(if $(UNTIL),--until $(UNTIL))
 
 bench: $(DEV)
 	$(PY) bench/run.py

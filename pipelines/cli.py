@@ -166,7 +166,8 @@ def cmd_local_run(args: argparse.Namespace) -> int:
         if not store.path(uri).exists():
             store.put_bytes(uri, data)
     display = Display()
-    options = LocalOptions(nproc=args.nproc, max_parallel=args.parallel, use_cache=not args.no_cache)
+    until = [name for item in args.until for name in item.split(",") if name] or None
+    options = LocalOptions(nproc=args.nproc, max_parallel=args.parallel, use_cache=not args.no_cache, until=until)
     execution = Execution(root, definition, overrides, store, options, display.on_change, compiled.name)
     display.attach(execution)
     print(f"execution {execution.id} of {compiled.name}: record in {execution.directory}", flush=True)
@@ -283,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--parallel", type=int, default=max(1, os.cpu_count() or 1), help="steps run at once")
     p.add_argument("--no-cache", action="store_true", help="ignore the step cache")
+    p.add_argument(
+        "--until",
+        action="append",
+        default=[],
+        metavar="STEP[,STEP]",
+        help="run only these steps and the steps they depend on (the rest: NotRun)",
+    )
     p.add_argument("--tail", type=int, default=30, help="log lines shown for a failed step")
     p = local_sub.add_parser("list", help="executions under the run root, newest first")
     p.set_defaults(func=cmd_local_list)

@@ -196,7 +196,8 @@ def test_custom_images_are_tagged_with_the_hash_of_their_container_folder(tmp_pa
     spec_path = tmp_path / "custom.yaml"
     spec_path.write_text(text)
     d = json.loads(compile_pipeline(load_spec(spec_path), GOLDEN_SETTINGS).definition)
-    image = d["Steps"][1]["Arguments"]["AlgorithmSpecification"]["TrainingImage"]
+    tune = d["Steps"][1]["Arguments"]["TrainingJobDefinition"]  # the quickstart tunes
+    image = tune["AlgorithmSpecification"]["TrainingImage"]
     assert image == f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/sm-pipelines-training:{container_tag('training')}"
     with pytest.raises(CompileError, match="image: custom needs the AWS account"):
         compile_pipeline(load_spec(spec_path), Settings(region="eu-west-1"))

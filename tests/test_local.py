@@ -216,7 +216,8 @@ def test_a_definition_with_a_step_type_it_cannot_run_is_refused_before_anything_
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["local", "run", "config/bengali.yaml", "--root", str(tmp_path)]) == 2
-    assert "step 'register-RegisterModel' has type RegisterModel, which the local engine cannot run" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "step 'register-RegisterModel' has type RegisterModel, which the local engine cannot run" in err
     assert not (tmp_path / "executions").exists()
 
 
@@ -566,3 +567,50 @@ def test_the_run_record_keeps_its_shape(first_run: dict) -> None:
     assert all(set(step) == summary_keys for step in first_run["steps"].values())
     # the Fail step's message reads the evaluation report, so it waits for both
     assert first_run["steps"]["quality-gate-failed"]["depends_on"] == ["evaluate", "quality-gate"]
+
+
+def _golden_gets() -> list[tuple[str, str, str, str]]:
+    """(golden file, step, its Type, property path) of every ``Get Steps.<step>.<path>`` in the goldens."""
+    found = []
+    for golden in sorted((ROOT / "tests" / "golden").glob("*.json")):
+        definition = json.loads(golden.read_text())
+        types: dict[str, str] = {}
+        stack: list[dict] = list(definition["Steps"])
+        while stack:  # every step, conditions' branches included (RegisterModel has no runner to flatten it)
+            step = stack.pop()
+            types[step["Name"]] = step["Type"]
+            for key in ("IfSteps", "ElseSteps"):
+                stack += step.get("Arguments", {}).get(key, [])
+        for reference in re.findall(r'"Get": "Steps\.([^".]+)\.([^"]+)"', golden.read_text()):
+            found.append((golden.name, reference[0], types[reference[0]], reference[1].replace('\\"', '"')))
+    return found
+
+
+def test_every_property_path_in_the_goldens_resolves_against_a_local_result(first_run: dict, local_root: dict) -> None:
+    from pipelines.local.expressions import path_tokens, walk
+    from pipelines.local.runners import RUNNERS
+
+    run_dir = local_root["root"] / "executions" / first_run["id"]
+    # a step the quickstart has by name (preprocess, evaluate, ...), else one of the same Type
+    by_name = {
+        name: json.loads((run_dir / "steps" / name / "result.json").read_text())
+        for name in ("preprocess", "tune", "evaluate", "quality-gate")
+    }
+    results = {first_run["steps"][name]["type"]: result for name, result in by_name.items()}
+    best = first_run_best(first_run, local_root)
+    results["Training"] = json.loads((run_dir / "steps" / "tune" / "trials" / best / "result.json").read_text())
+    gets = _golden_gets()
+    assert {t for _, _, t, _ in gets} >= {"Processing", "Tuning", "Training"}
+    unresolved = []
+    for golden, step, step_type, path in gets:
+        if step_type not in RUNNERS:
+            continue  # no local runner yet: the engine refuses such a definition before it runs
+        result = by_name.get(step, results[step_type])
+        try:
+            if path.startswith("PropertyFiles."):  # read by JsonGet: the file's parsed content, by its name
+                assert path.split(".", 1)[1] in result["PropertyFiles"]
+            else:
+                walk(result, path_tokens(path), f"{golden}: Steps.{step}")
+        except Exception as exc:
+            unresolved.append(f"{golden}: Steps.{step}.{path}: {exc}")
+    assert not unresolved, unresolved

@@ -27,9 +27,10 @@ from typing import Any
 from pipelines.local.cache import StepCache, cache_key
 from pipelines.local.expressions import ExpressionError, Resolver
 from pipelines.local.records import write_record
-from pipelines.local.runners import RUNNERS, Job, Runner, StepFailed
+from pipelines.local.runners import RUNNERS, Job, StepFailed
 from pipelines.local.store import ObjectStore
 from pipelines.parameters import ParameterError, resolve
+from pipelines.suggest import did_you_mean
 
 
 class DefinitionError(Exception):
@@ -73,21 +74,20 @@ def _iso(ts: float | None) -> str | None:
 # --------------------------------------------------------------------------- the graph
 
 
-def runner_for(step: dict[str, Any]) -> Runner:
-    runner = RUNNERS.get(step.get("Type", ""))
-    if runner is None:
-        raise DefinitionError(
-            f"step '{step.get('Name')}' has type {step.get('Type')}, which the local engine cannot run "
-            f"(it runs {', '.join(RUNNERS)}); nothing was started"
-        )
-    return runner
+def refuse(state: StepState) -> DefinitionError:
+    return DefinitionError(
+        f"step '{state.name}' has type {state.type}, which the local engine cannot run "
+        f"(it runs {', '.join(RUNNERS)}); nothing was started"
+        + ("" if state.branch is None else "; --until can run the steps before it")
+    )
 
 
 def flatten(steps: list[dict[str, Any]], branch: tuple[str, str] | None = None) -> Iterator[tuple[dict, tuple | None]]:
     """Every step, the ones nested in other steps' branches included, with the branch that holds it."""
     for step in steps:
         yield step, branch
-        for key, nested in runner_for(step).branches(step).items():
+        runner = RUNNERS.get(step.get("Type", ""))
+        for key, nested in (runner.branches(step) if runner else {}).items():
             yield from flatten(nested, (step["Name"], key))
 
 
@@ -107,13 +107,16 @@ def references(value: Any) -> set[str]:
 
 
 def build_graph(definition: dict[str, Any]) -> dict[str, StepState]:
-    """Every step with what it waits for; a Type without a runner is refused before anything runs."""
+    """Every step with what it waits for (a step whose Type has no runner is checked in `select`)."""
     states: dict[str, StepState] = {}
     for step, branch in flatten(definition.get("Steps", [])):
         name = step["Name"]
         if name in states:
             raise DefinitionError(f"step name '{name}' appears twice in the definition")
-        depends = set(step.get("DependsOn", [])) | references(runner_for(step).reads(step))
+        runner = RUNNERS.get(step.get("Type", ""))
+        depends = set(step.get("DependsOn", [])) | references(
+            runner.reads(step) if runner else step.get("Arguments", {})
+        )
         if branch:
             depends.add(branch[0])
         states[name] = StepState(name, step["Type"], step, depends - {name}, branch)
@@ -122,6 +125,31 @@ def build_graph(definition: dict[str, Any]) -> dict[str, StepState]:
         if unknown:
             raise DefinitionError(f"step '{state.name}' depends on unknown step(s) {sorted(unknown)}")
     return states
+
+
+def select(states: dict[str, StepState], until: list[str] | None) -> set[str]:
+    """The steps that run: all, or (``--until``) the named ones and everything they wait for. Refuse, before
+    anything runs, a step that would run and whose Type has no runner."""
+    if until:
+        for name in until:
+            if name not in states:
+                hint = did_you_mean(name, states)
+                raise DefinitionError(
+                    f"--until: no step '{name}'" + (f"; {hint}" if hint else "") + f" (steps: {', '.join(states)})"
+                )
+        selected: set[str] = set()
+        todo = list(until)
+        while todo:
+            name = todo.pop()
+            if name not in selected:
+                selected.add(name)
+                todo += states[name].depends
+    else:
+        selected = set(states)
+    for name in states:  # in definition order, so the first offender is named
+        if name in selected and states[name].type not in RUNNERS:
+            raise refuse(states[name])
+    return selected
 
 
 # --------------------------------------------------------------------------- the engine
@@ -133,6 +161,7 @@ class LocalOptions:
     max_parallel: int = max(1, os.cpu_count() or 1)
     use_cache: bool = True
     sleep: Callable[[float], None] = time.sleep
+    until: list[str] | None = None  # run only these steps and what they wait for (selective execution)
 
 
 class Execution:
@@ -153,6 +182,10 @@ class Execution:
         self.options = options or LocalOptions()
         self.store = store or ObjectStore(self.root / "s3")
         self.states = build_graph(definition)
+        self.selected = select(self.states, self.options.until)
+        for name, state in self.states.items():
+            if name not in self.selected:
+                state.status, state.failure_reason = "NotRun", "not selected (--until)"
         try:
             self.parameters = resolve(definition, overrides or {})
         except ParameterError as exc:

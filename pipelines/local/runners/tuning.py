@@ -15,8 +15,8 @@ ListTrainingJobsForHyperParameterTuningJob returns, best first, so ``TrainingJob
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-import math
 import os
 import statistics
 import threading
@@ -121,11 +121,7 @@ def make_sampler(strategy: str, dims: list[Dimension], seed: int, startup: int, 
         except ImportError as exc:  # the GP sampler needs torch and scipy
             log(f"tuning: the Gaussian-process sampler is unavailable ({exc}); falling back to TPE")
             return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
-    if strategy == "Grid":
-        grid = {d.name: list(d.distribution.choices) for d in dims}
-        log(f"tuning: grid of {math.prod(len(v) for v in grid.values())} combination(s)")
-        return optuna.samplers.GridSampler(grid, seed=seed)
-    if strategy in ("Random", "Hyperband"):
+    if strategy in ("Random", "Hyperband", "Grid"):  # Grid's combinations are enqueued, see `Search.run`
         return optuna.samplers.RandomSampler(seed=seed)
     raise StepFailed(f"ClientError: unknown tuning strategy {strategy!r}", "ClientError")
 
@@ -300,6 +296,7 @@ class Search:
 
         try:
             trial.result = run_training({}, self.trial_arguments(trial), tjob, on_metric)
+            (trial.directory / "result.json").write_text(json.dumps(trial.result, indent=2, sort_keys=True))
             final = {m["MetricName"]: m["Value"] for m in trial.result.get("FinalMetricDataList", [])}
             if self.metric not in final:
                 raise StepFailed(f"the objective metric {self.metric} was never printed (check its regex)")
@@ -329,10 +326,17 @@ class Search:
         for d in dims:
             if d.note:
                 self.job.log(f"note: {d.note}")
+        grid: list[dict[str, Any]] = []
         if self.strategy == "Grid":
             if any(not hasattr(d.distribution, "choices") for d in dims):
                 raise StepFailed("ClientError: Grid search takes categorical ranges only", "ClientError")
-            self.max_jobs = min(self.max_jobs, math.prod(len(d.distribution.choices) for d in dims))
+            names = [d.name for d in dims]
+            grid = [
+                dict(zip(names, combo, strict=True))
+                for combo in itertools.product(*(d.distribution.choices for d in dims))
+            ]
+            self.job.log(f"tuning: grid of {len(grid)} combination(s), each run once")
+            self.max_jobs = min(self.max_jobs, len(grid))
         seed = int(self.config.get("RandomSeed", int(hashlib.sha256(self.name.encode()).hexdigest()[:8], 16)))
         startup = min(10, max(2, self.max_jobs // 3))
         study = optuna.create_study(
@@ -340,6 +344,8 @@ class Search:
             sampler=make_sampler(self.strategy, dims, seed, startup, self.job.log),
             pruner=make_pruner(self.strategy, self.early_stopping, self.job.log),
         )
+        for params in grid[: self.max_jobs]:
+            study.enqueue_trial(params)
         self.job.log(
             f"tuning job {self.name}: {self.strategy}, up to {self.max_jobs} training job(s), {self.parallel} at once "
             f"(MaxParallelTrainingJobs {self.config.get('ResourceLimits', {}).get('MaxParallelTrainingJobs', 1)}, "
