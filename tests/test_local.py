@@ -614,3 +614,28 @@ def test_every_property_path_in_the_goldens_resolves_against_a_local_result(firs
         except Exception as exc:
             unresolved.append(f"{golden}: Steps.{step}.{path}: {exc}")
     assert not unresolved, unresolved
+
+
+def test_until_runs_the_named_steps_and_their_ancestors_and_refuses_only_what_would_run(tmp_path: Path) -> None:
+    unsupported = {"Name": "register", "Type": "RegisterModel", "Arguments": {}}
+    gate = {
+        "Name": "gate",
+        "Type": "Condition",
+        "Arguments": {
+            "Conditions": [{"Type": "Equals", "LeftValue": {"Get": "Parameters.Mode"}, "RightValue": "x"}],
+            "IfSteps": [unsupported],
+            "ElseSteps": [],
+        },
+        "DependsOn": ["a"],
+    }
+    steps = [processing_step("a", "ok.py"), processing_step("b", "ok.py"), gate]
+    with pytest.raises(DefinitionError, match="step 'register' has type RegisterModel.*--until can run the steps"):
+        engine_with(tmp_path / "all", {"ok.py": "print('ok')"}, steps)
+    execution = engine_with(tmp_path / "some", {"ok.py": "print('ok')"}, steps, until=["gate"])
+    assert execution.run() == "Succeeded"
+    assert {n: s.status for n, s in execution.states.items()} == {
+        "a": "Succeeded", "b": "NotRun", "gate": "Succeeded", "register": "NotRun"
+    }  # fmt: skip
+    assert execution.states["b"].failure_reason == "not selected (--until)"
+    with pytest.raises(DefinitionError, match="--until: no step 'gtae'; did you mean 'gate'"):
+        engine_with(tmp_path / "typo", {}, steps, until=["gtae"])
