@@ -259,3 +259,24 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(digits_s
     history = json.loads((tmp_path / "output" / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert json.loads((tmp_path / "model" / "model_config.json").read_text())["best_epoch"] == 1
+
+
+def test_a_tuning_jobs_training_job_checkpoints_under_its_own_name(digits_shards: Path, tmp_path: Path) -> None:
+    """SageMaker gives every training job of a tuning job one checkpoint URI; each keeps to its own prefix."""
+    env = training_env(tmp_path, digits_shards / "train", digits_shards / "validation")
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "hyperparameters.json").write_text(json.dumps({"_tuning_objective_metric": "val_weighted_recall"}))
+    env |= {"SM_INPUT_CONFIG_DIR": str(config), "TRAINING_JOB_NAME": "tune-abc-002-1234abcd"}
+    # another configuration's checkpoint at the shared prefix must not be resumed from
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "checkpoint.pt").write_bytes(b"another trial's checkpoint")
+    result = run_step("train.py", "--epochs", "1", env=env)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "checkpoints" / "tune-abc-002-1234abcd" / "checkpoint.pt").is_file()
+    assert "tuning trial tune-abc-002-1234abcd: checkpoints in" in result.stdout
+    # a plain training job (no tuning objective) keeps the directory it is given
+    plain = training_env(tmp_path / "plain", digits_shards / "train", digits_shards / "validation")
+    plain["TRAINING_JOB_NAME"] = "train-job"
+    assert run_step("train.py", "--epochs", "1", env=plain).returncode == 0
+    assert (tmp_path / "plain" / "checkpoints" / "checkpoint.pt").is_file()

@@ -220,7 +220,12 @@ def test_integer_and_categorical_values_reach_the_script_as_sagemaker_passes_the
 
 def test_grid_search_runs_every_combination_once(tmp_path: Path) -> None:
     definition = tuning_definition(
-        {"CategoricalParameterRanges": [{"Name": "mode", "Values": ["a", "b"]}, {"Name": "x", "Values": ["0.2", "0.7"]}]},  # noqa: E501
+        {
+            "CategoricalParameterRanges": [
+                {"Name": "mode", "Values": ["a", "b"]},
+                {"Name": "x", "Values": ["0.2", "0.7"]},
+            ]
+        },  # noqa: E501
         strategy="Grid",
         max_jobs=10,
     )
@@ -299,3 +304,21 @@ def test_when_every_trial_fails_the_step_fails_with_their_reasons(tmp_path: Path
     assert reason.count("toy.py exited with status 1") == 3
     log = (execution.step_dir("tune") / "log.txt").read_text()
     assert log.count(" Failed: AlgorithmError") == 3
+
+
+def test_stopping_the_execution_stops_every_running_trial(tmp_path: Path) -> None:
+    import threading
+
+    definition = tuning_definition(
+        {"ContinuousParameterRanges": [X]}, max_jobs=6, parallel=2, static={"epochs": "50", "sleep": "0.2"}
+    )
+    store = ObjectStore(tmp_path / "s3")
+    source_archive(store, "s3://b/code/sourcedir.tar.gz")
+    execution = Execution(tmp_path, definition, {}, store, LocalOptions())
+    threading.Timer(2.0, execution.stop).start()
+    assert execution.run() == "Stopped"
+    assert execution.states["tune"].status == "Stopped"
+    recorded = trials(execution) if (execution.step_dir("tune") / "trials.json").exists() else []
+    assert len(recorded) <= 2  # nothing new started once stopping
+    assert all(t["TrainingJobStatus"] == "Stopped" for t in recorded)
+    assert not execution.processes  # every trial's process group is gone

@@ -306,7 +306,7 @@ class Execution:
         finally:
             pool.shutdown(wait=True)
         self._settle()
-        self._finish("Failed" if self.failure else "Succeeded")
+        self._finish("Failed" if self.failure else "Stopped" if self.stopping.is_set() else "Succeeded")
         return self.status
 
     def _settle(self) -> None:

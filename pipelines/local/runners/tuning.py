@@ -220,12 +220,12 @@ class Search:
         objective = self.config["HyperParameterTuningJobObjective"]
         self.metric, self.maximize = objective["MetricName"], objective["Type"] == "Maximize"
         limits = self.config.get("ResourceLimits", {})
-        self.max_jobs = int(limits.get("MaxNumberOfTrainingJobs", 1))
+        self.max_jobs = int(limits.get("MaxNumberOfTrainingJobs") or 0)  # unset on Grid: every combination
         self.strategy = self.config.get("Strategy", "Bayesian")
         self.early_stopping = self.config.get("TrainingJobEarlyStoppingType", "Off")
         self.target = (self.config.get("TuningJobCompletionCriteria") or {}).get("TargetObjectiveMetricValue")
         cores = os.cpu_count() or 1
-        self.parallel = max(1, min(int(limits.get("MaxParallelTrainingJobs", 1)), cores, self.max_jobs))
+        self.parallel = max(1, min(int(limits.get("MaxParallelTrainingJobs", 1)), cores))
         self.name = tuning_job_name(job.step_name, job.job_name)
         self.trials: list[Trial] = []
         self.lock = threading.Lock()
@@ -336,7 +336,9 @@ class Search:
                 for combo in itertools.product(*(d.distribution.choices for d in dims))
             ]
             self.job.log(f"tuning: grid of {len(grid)} combination(s), each run once")
-            self.max_jobs = min(self.max_jobs, len(grid))
+            self.max_jobs = min(self.max_jobs or len(grid), len(grid))
+        self.max_jobs = self.max_jobs or 1
+        self.parallel = min(self.parallel, self.max_jobs)
         seed = int(self.config.get("RandomSeed", int(hashlib.sha256(self.name.encode()).hexdigest()[:8], 16)))
         startup = min(10, max(2, self.max_jobs // 3))
         study = optuna.create_study(
