@@ -1,4 +1,6 @@
-"""``deploy`` steps: model, endpoint configuration and endpoint (created, or updated when it exists)."""
+"""``deploy`` steps: model, endpoint configuration and endpoint (SageMaker's Endpoint step creates the
+endpoint, or updates it in place with the new configuration when it exists). With a ``register`` step
+named, the three run inside a condition on that model package's approval status."""
 
 from __future__ import annotations
 
@@ -8,8 +10,12 @@ from pipelines.compiler.context import CompileContext
 from pipelines.compiler.register import serving_model
 from pipelines.spec import DeploySpec
 
+APPROVED = "Approved"
+
 
 def compile_deploy(step: DeploySpec, ctx: CompileContext) -> list[Any]:
+    from sagemaker.workflow.condition_step import ConditionStep
+    from sagemaker.workflow.conditions import ConditionEquals
     from sagemaker.workflow.endpoint_step import EndpointConfigStep, EndpointStep
     from sagemaker.workflow.execution_variables import ExecutionVariables
     from sagemaker.workflow.functions import Join
@@ -23,7 +29,18 @@ def compile_deploy(step: DeploySpec, ctx: CompileContext) -> list[Any]:
         retry_policies=ctx.retry_policies(step, job=False),
         depends_on=ctx.depends_on(step.depends_on),
     )
-    # a new configuration per execution, so an existing endpoint is updated rather than clashing
+    capture = None
+    if step.data_capture is not None:
+        destination = step.data_capture.destination
+        if destination == "auto":
+            destination = ctx.s3("data-capture", step.endpoint_name) + "/"
+        capture = {
+            "EnableCapture": True,
+            "InitialSamplingPercentage": step.data_capture.sampling_percentage,
+            "DestinationS3Uri": destination,
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        }
+    # a new configuration per execution: the Endpoint step moves an existing endpoint onto it
     config_name = Join(on="-", values=[step.endpoint_name, ExecutionVariables.PIPELINE_EXECUTION_ID])
     config_step = EndpointConfigStep(
         name=f"{step.name}-config",
@@ -33,6 +50,7 @@ def compile_deploy(step: DeploySpec, ctx: CompileContext) -> list[Any]:
             model_name=model_step.properties.ModelName,
             initial_instance_count=step.instance.count,
             instance_type=instance_type,
+            data_capture_config_dict=capture,
         ),
     )
     endpoint_step = EndpointStep(
@@ -44,4 +62,18 @@ def compile_deploy(step: DeploySpec, ctx: CompileContext) -> list[Any]:
         ),
     )
     ctx.outputs[(step.name, "endpoint")] = endpoint_step.properties.EndpointName
-    return [model_step, config_step, endpoint_step]
+    steps: list[Any] = [model_step, config_step, endpoint_step]
+    if step.registration is None:
+        return steps
+    # The package's approval status is a property of the register step: deploy only when it is Approved
+    # (PendingManualApproval registers and ends there; a person approves, then deploys).
+    package = ctx.sdk_steps[step.registration]
+    approved = ConditionStep(
+        name=f"{step.name}-if-approved",
+        display_name=f"{step.display_name or step.name}: only if approved",
+        description=f"deploys the model package of '{step.registration}' when its approval status is {APPROVED}",
+        conditions=[ConditionEquals(left=package.properties.ModelApprovalStatus, right=APPROVED)],
+        if_steps=steps,
+        else_steps=[],
+    )
+    return [approved]
