@@ -144,12 +144,27 @@ def test_gate_fails_with_a_message_naming_metric_value_and_threshold() -> None:
     assert {"Get": "Parameters.AccuracyThreshold"} in values
 
 
-def test_register_and_deploy_run_only_when_the_gate_passes() -> None:
+def test_register_and_deploy_run_only_when_the_gate_passes_and_deploy_only_when_approved() -> None:
     d = definition("bengali.yaml")
     top = [s["Type"] for s in d["Steps"]]
     assert "RegisterModel" not in top and "Endpoint" not in top
     gate = next(s for s in d["Steps"] if s["Type"] == "Condition")
-    assert [s["Type"] for s in gate["Arguments"]["IfSteps"]] == ["RegisterModel", "Model", "EndpointConfig", "Endpoint"]
+    assert [s["Type"] for s in gate["Arguments"]["IfSteps"]] == ["RegisterModel", "Condition"]
+    approved = gate["Arguments"]["IfSteps"][1]
+    assert approved["Arguments"]["Conditions"] == [
+        {
+            "Type": "Equals",
+            "LeftValue": {"Get": "Steps.register-RegisterModel.ModelApprovalStatus"},
+            "RightValue": "Approved",
+        }
+    ]
+    deploy = approved["Arguments"]["IfSteps"]
+    assert [s["Type"] for s in deploy] == ["Model", "EndpointConfig", "Endpoint"] and not approved["Arguments"][
+        "ElseSteps"
+    ]
+    capture = deploy[1]["Arguments"]["DataCaptureConfig"]
+    assert capture["InitialSamplingPercentage"] == 20
+    assert capture["DestinationS3Uri"] == "s3://golden-bucket/bengali-grapheme/data-capture/bengali-grapheme/"
     register = gate["Arguments"]["IfSteps"][0]["Arguments"]
     assert register["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
     stats = register["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]["Std:Join"]["Values"]

@@ -141,7 +141,7 @@ SPEC: dict[str, Any] = {
         {"name": "register", "kind": "register", "model": "tune.model", "evaluation": "evaluate",
          "model_package_group": "g", "approval_status": "$Approval"},
         {"name": "deploy", "kind": "deploy", "model": "train.model", "endpoint_name": "e",
-         "instance": {"type": "$Type"}, "depends_on": ["register"]},
+         "instance": {"type": "$Type"}, "registration": "register"},
     ],
     "gate": {"metric": "evaluate.weighted_recall", "threshold": "$Threshold"},
 }  # fmt: skip

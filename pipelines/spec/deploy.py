@@ -47,11 +47,15 @@ class DeploySpec(StepBase):
             )
         target = checks.spec.step(self.registration) if self.registration else None
         if target is not None and target.kind != "register":
-            checks.add((*here, "registration"), f"'{self.registration}' is not a register step", suggest(self.registration or "", registers))
-        if self.data_capture and self.data_capture.destination != "auto":
-            if not self.data_capture.destination.startswith("s3://"):
-                checks.add(
-                    (*here, "data_capture", "destination"),
-                    f"{self.data_capture.destination!r} is not an s3:// URI",
-                    "use auto or s3://bucket/prefix/",
-                )
+            checks.add(
+                (*here, "registration"),
+                f"'{self.registration}' is not a register step",
+                suggest(self.registration or "", registers),
+            )
+        destination = self.data_capture.destination if self.data_capture else "auto"
+        if destination != "auto" and not destination.startswith("s3://"):
+            checks.add(
+                (*here, "data_capture", "destination"),
+                f"{self.data_capture.destination!r} is not an s3:// URI",
+                "use auto or s3://bucket/prefix/",
+            )
