@@ -421,12 +421,19 @@ def bench_tuning(args: argparse.Namespace) -> str:
     return run(args)
 
 
+def bench_serving(args: argparse.Namespace) -> str:
+    from serving import bench_serving as run
+
+    return run(args)
+
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], str]] = {
     "preprocess": bench_preprocess,
     "loader": bench_loader,
     "compile": bench_compile,
     "local": bench_local,
     "tuning": bench_tuning,
+    "serving": bench_serving,
 }
 
 

@@ -180,6 +180,18 @@ def cmd_local_run(args: argparse.Namespace) -> int:
     elapsed = (execution.ended or 0) - execution.started
     hits = sum(s.cache_hit for s in execution.states.values())
     print(f"execution {execution.id} {status} in {elapsed:.1f}s ({hits} cache hit(s))", flush=True)
+    local = f" --local{'' if args.root is None else f' --root {args.root}'}"
+    for state in execution.states.values():
+        result = state.result or {}
+        if state.status == "Succeeded" and "ModelPackageArn" in result:
+            print(f"registered {result['ModelPackageGroupName']} version {result['ModelPackageVersion']} "
+                  f"({result['ModelApprovalStatus']}): python -m pipelines registry describe "
+                  f"{result['ModelPackageGroupName']}:{result['ModelPackageVersion']}{local}")  # fmt: skip
+        if state.status == "Succeeded" and "EndpointStatus" in result:
+            name, root_flag = result["EndpointName"], local.replace(" --local", "")
+            print(f"endpoint {name} {result['EndpointStatus']} at {result.get('Url')}: "
+                  f"python -m pipelines invoke {name} IMAGE.png{local}  "
+                  f"(stop it: python -m pipelines endpoints stop {name}{root_flag})")  # fmt: skip
     if status != "Succeeded":
         failure = execution.failure or {}
         print(f"step '{failure.get('step')}' failed: {failure.get('reason')}", file=sys.stderr)
@@ -244,6 +256,175 @@ def cmd_local_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- registry, endpoints, invoke
+
+
+def _registry(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The local registry (``--local``) or SageMaker's: the same calls, the same shapes."""
+    if args.local:
+        from pipelines.local.registry import LocalRegistry
+
+        return LocalRegistry(_root(args))
+    import boto3
+
+    from pipelines.remote.registry import SageMakerRegistry
+    from pipelines.settings import Settings
+
+    return SageMakerRegistry(boto3.Session(region_name=Settings().region))
+
+
+def cmd_registry_list(args: argparse.Namespace) -> int:
+    from pipelines.views import print_packages
+
+    print_packages(_registry(args).list(args.group), args.json)
+    return 0
+
+
+def cmd_registry_describe(args: argparse.Namespace) -> int:
+    from pipelines.local.registry import parse_ref
+    from pipelines.views import print_package
+
+    print_package(_registry(args).describe(*parse_ref(args.package)), args.json)
+    return 0
+
+
+def cmd_registry_status(args: argparse.Namespace) -> int:
+    from pipelines.local.registry import parse_ref
+
+    group, version = parse_ref(args.package)
+    if version is None:
+        raise UsageError(f"say which version to {args.registry_command}: {group}:VERSION")
+    status = "Approved" if args.registry_command == "approve" else "Rejected"
+    package = _registry(args).set_status(group, version, status, args.reason)
+    print(f"{group} version {version}: {package['ModelApprovalStatus']}")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from pipelines.local.registry import parse_ref
+
+    group, version = parse_ref(args.package)
+    registry = _registry(args)
+    package = registry.describe(group, version)
+    if package["ModelApprovalStatus"] != "Approved":
+        raise UsageError(
+            f"{group} version {package['ModelPackageVersion']} is {package['ModelApprovalStatus']}, not Approved: "
+            f"approve it first (python -m pipelines registry approve {group}:{package['ModelPackageVersion']}"
+            + (" --local" if args.local else "")
+            + ")"
+        )
+    if args.local:
+        from pipelines.local.serving import deploy
+        from pipelines.local.store import ObjectStore
+
+        store = ObjectStore(_root(args) / "s3", _mounts(args.mount))
+        archive = store.path(package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"])
+        config = f"{group}-v{package['ModelPackageVersion']}"[:63]
+        state = deploy(_root(args), args.endpoint, archive, config)
+        print(f"endpoint {args.endpoint} serves {group} version {package['ModelPackageVersion']} "
+              f"at http://127.0.0.1:{state['port']}")  # fmt: skip
+        return 0
+    from pipelines.remote import require_settings
+    from pipelines.settings import Settings
+
+    settings = Settings()
+    require_settings(settings)
+    how = registry.deploy(package, args.endpoint, settings.role, args.instance_type, args.instance_count)
+    print(f"endpoint {args.endpoint} {how}: serving {group} version {package['ModelPackageVersion']}")
+    return 0
+
+
+def cmd_endpoints_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from pipelines.local.serving import list_endpoints
+    from pipelines.views import console
+
+    endpoints = list_endpoints(_root(args))
+    if args.json:
+        print(json.dumps(endpoints, indent=2))
+        return 0
+    table = Table("endpoint", "status", "url", "serving", "pid", "updated")
+    for e in endpoints:
+        table.add_row(e["name"], e["status"], e["url"], e["endpoint_config"], str(e["pid"]), e["updated"])
+    console().print(table)
+    return 0
+
+
+def cmd_endpoints_logs(args: argparse.Namespace) -> int:
+    from pipelines.local.serving import endpoints_dir, find
+
+    find(_root(args), args.name)
+    lines = (endpoints_dir(_root(args)) / args.name / "log.txt").read_text().splitlines()
+    for line in lines[-args.tail :] if args.tail else lines:
+        print(line)
+    return 0
+
+
+def cmd_endpoints_stop(args: argparse.Namespace) -> int:
+    from pipelines.local.serving import stop, stop_all
+
+    if args.name == "all":
+        print(f"stopped: {', '.join(stop_all(_root(args))) or 'none was running'}")
+        return 0
+    print(f"endpoint {args.name} " + ("stopped" if stop(_root(args), args.name) else "was not running"))
+    return 0
+
+
+CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".npy": "application/x-npy",
+                 ".json": "application/json"}  # fmt: skip
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    from pipelines.views import print_predictions
+
+    failures = 0
+    for file in args.files:
+        path = Path(file)
+        content_type = args.content_type or CONTENT_TYPES.get(path.suffix.lower())
+        if content_type is None:
+            raise UsageError(f"{file}: unknown file type; use .png, .jpg, .npy or .json, or say --content-type")
+        try:
+            body = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"{file}: {exc.strerror}") from None
+        if args.local:
+            from pipelines.local.serving import HOST, find
+
+            state = find(_root(args), args.endpoint)
+            request = urllib.request.Request(
+                f"http://{HOST}:{state['port']}/invocations", data=body, method="POST",
+                headers={"Content-Type": content_type, "Accept": args.accept},
+            )  # fmt: skip
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    answer = response.read()
+            except urllib.error.HTTPError as exc:
+                print(f"{file}: {exc.code} {exc.read().decode(errors='replace')}", file=sys.stderr)
+                failures += 1
+                continue
+            except urllib.error.URLError as exc:
+                raise UsageError(f"endpoint {args.endpoint} does not answer ({exc.reason}); "
+                                 "python -m pipelines endpoints list") from None  # fmt: skip
+        else:
+            import boto3
+
+            from pipelines.settings import Settings
+
+            runtime = boto3.Session(region_name=Settings().region).client("sagemaker-runtime")
+            answer = runtime.invoke_endpoint(
+                EndpointName=args.endpoint, ContentType=content_type, Accept=args.accept, Body=body
+            )["Body"].read()
+        if args.json:
+            print(answer.decode(errors="replace"))
+        else:
+            print_predictions(path.name, answer)
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -306,6 +487,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help=root_help)
     p.add_argument("--tail", type=int, default=0, help="only the last N lines")
     p.add_argument("--trial", help="a tuning step's training job: its name, or its number (1, 2, ...)")
+    registry = sub.add_parser(
+        "registry", help="model packages: list, describe, approve, reject (SageMaker, or --local)"
+    )
+    registry_sub = registry.add_subparsers(dest="registry_command", required=True, metavar="COMMAND")
+
+    def registry_command(name: str, func, help: str) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+        p = registry_sub.add_parser(name, help=help)
+        p.set_defaults(func=func)
+        p.add_argument("--local", action="store_true", help="the local registry under the run root")
+        p.add_argument("--root", help=root_help)
+        p.add_argument("--json", action="store_true", help="JSON instead of a table")
+        return p
+
+    registry_command("list", cmd_registry_list, "packages, newest first").add_argument("group", nargs="?")
+    registry_command("describe", cmd_registry_describe, "one package: metrics, artifact, image, approval").add_argument(
+        "package", metavar="GROUP[:VERSION]"
+    )
+    for verb in ("approve", "reject"):
+        p = registry_command(verb, cmd_registry_status, f"{verb} a version")
+        p.add_argument("package", metavar="GROUP:VERSION")
+        p.add_argument("--reason", help="kept as the approval description")
+    p = command("deploy", cmd_deploy, "deploy an approved model package to an endpoint (SageMaker, or --local)")
+    p.add_argument("package", metavar="GROUP[:VERSION]")
+    p.add_argument("--endpoint", required=True, help="endpoint name; an existing one is updated in place")
+    p.add_argument("--local", action="store_true", help="a local endpoint on 127.0.0.1")
+    p.add_argument("--root", help=root_help)
+    p.add_argument("--mount", action="append", default=[], metavar="BUCKET=DIR", help="as for local run")
+    p.add_argument("--instance-type", default="ml.m5.large", help="SageMaker instance type (default ml.m5.large)")
+    p.add_argument("--instance-count", type=int, default=1)
+    endpoints = sub.add_parser("endpoints", help="local endpoints: list, logs, stop")
+    endpoints_sub = endpoints.add_subparsers(dest="endpoints_command", required=True, metavar="COMMAND")
+    p = endpoints_sub.add_parser("list", help="local endpoints and whether they serve")
+    p.set_defaults(func=cmd_endpoints_list)
+    p.add_argument("--root", help=root_help)
+    p.add_argument("--json", action="store_true")
+    p = endpoints_sub.add_parser("logs", help="an endpoint's log")
+    p.set_defaults(func=cmd_endpoints_logs)
+    p.add_argument("name")
+    p.add_argument("--root", help=root_help)
+    p.add_argument("--tail", type=int, default=0)
+    p = endpoints_sub.add_parser("stop", help="stop an endpoint (or all)")
+    p.set_defaults(func=cmd_endpoints_stop)
+    p.add_argument("name", help="endpoint name, or all")
+    p.add_argument("--root", help=root_help)
+    p = command("invoke", cmd_invoke, "send images (PNG/JPEG/.npy/.json) to an endpoint and print its predictions")
+    p.add_argument("endpoint")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--local", action="store_true", help="a local endpoint")
+    p.add_argument("--root", help=root_help)
+    p.add_argument("--content-type", help="default: from the file's extension")
+    p.add_argument("--accept", default="application/json")
+    p.add_argument("--json", action="store_true", help="print the endpoint's answer as it is")
     command("image-build", cmd_image_build, "build the training and inference images (make image-build)")
     command("image-push", cmd_image_push, "push them to ECR (make image-push)")
     return parser
@@ -337,10 +570,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipelines.compiler.context import CompileError
         from pipelines.local.engine import DefinitionError
         from pipelines.local.records import RecordError
+        from pipelines.local.registry import RegistryError
+        from pipelines.local.serving import EndpointError
         from pipelines.parameters import ParameterError
         from pipelines.remote import RemoteError
 
-        if isinstance(exc, CompileError | RemoteError | DefinitionError | ParameterError | RecordError):
+        errors = (CompileError, RemoteError, DefinitionError, ParameterError, RecordError, RegistryError, EndpointError)
+        if isinstance(exc, errors):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         from botocore.exceptions import BotoCoreError, ClientError

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,11 +26,24 @@ from tests.tools.datasets import write_digits
 ROOT = Path(__file__).resolve().parents[1]
 
 
+DEPLOYED = {
+    "register-RegisterModel": "Succeeded",
+    "deploy-if-approved": "Succeeded",
+    "deploy-model-CreateModel": "Succeeded",
+    "deploy-config": "Succeeded",
+    "deploy": "Succeeded",
+}
+
+
 @pytest.fixture(scope="module")
-def local_root(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def local_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    from pipelines.local.serving import stop_all
+
     data = tmp_path_factory.mktemp("data")
     write_digits(data / "digits")
-    return {"root": tmp_path_factory.mktemp("runs"), "data": data}
+    root = tmp_path_factory.mktemp("runs")
+    yield {"root": root, "data": data}
+    stop_all(root)  # the quickstart deploys: every endpoint it started is stopped
 
 
 def run_local(env: dict[str, Path], *extra: str) -> int:
@@ -69,6 +83,7 @@ def test_quickstart_tunes_with_ddp_trials_and_evaluates_the_best_trials_model(
         "evaluate": "Succeeded",
         "quality-gate": "Succeeded",
         "quality-gate-failed": "Skipped",
+        **DEPLOYED,
     }
     run_dir = local_root["root"] / "executions" / first_run["id"]
     result = json.loads((run_dir / "steps" / "tune" / "result.json").read_text())
@@ -106,13 +121,21 @@ def test_quickstart_tunes_with_ddp_trials_and_evaluates_the_best_trials_model(
     assert json.loads((run_dir / "definition.json").read_text())["Version"] == "2020-12-01"
 
 
-def test_a_threshold_it_cannot_meet_ends_at_the_fail_step_with_its_message(
+def test_a_threshold_it_cannot_meet_ends_at_the_fail_step_registering_and_deploying_nothing(
     first_run: dict, local_root: dict, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from pipelines.local.registry import LocalRegistry
+    from pipelines.local.serving import find
+
+    versions = len(LocalRegistry(local_root["root"]).list("digits-quickstart"))
+    serving = find(local_root["root"], "digits-quickstart")["endpoint_config"]
     assert run_local(local_root, "Epochs=2", "AccuracyThreshold=1.01") == 1
     record = latest(local_root["root"])
     assert record["status"] == "Failed"
     assert record["steps"]["quality-gate-failed"]["status"] == "Failed"
+    assert {record["steps"][name]["status"] for name in DEPLOYED} == {"Skipped"}
+    assert len(LocalRegistry(local_root["root"]).list("digits-quickstart")) == versions
+    assert find(local_root["root"], "digits-quickstart")["endpoint_config"] == serving
     reason = record["failure"]["reason"]
     assert reason.startswith("evaluate.weighted_recall = 0.") and "does not pass the gate (>= 1.01 )" in reason
     assert "step 'quality-gate-failed' failed: evaluate.weighted_recall = 0." in capsys.readouterr().err
@@ -128,6 +151,7 @@ def test_an_identical_run_hits_the_cache_for_every_cacheable_step(first_run: dic
         "evaluate": True,
         "quality-gate": False,
         "quality-gate-failed": False,
+        **dict.fromkeys(DEPLOYED, False),  # registering and deploying are never cached
     }
 
 
@@ -141,6 +165,7 @@ def test_a_changed_parameter_reruns_exactly_the_steps_it_reaches_and_reaches_the
         "tune": False,
         "evaluate": False,
         "quality-gate": False,
+        **dict.fromkeys(DEPLOYED, False),
     }
     trials = sorted((local_root["root"] / "executions" / record["id"] / "steps" / "tune" / "trials").iterdir())
     assert len(trials) == 2
@@ -208,16 +233,15 @@ def test_a_failing_script_fails_the_execution_shows_its_log_and_starts_nothing_d
         "evaluate": "NotRun",
         "quality-gate": "NotRun",
         "quality-gate-failed": "NotRun",
+        **dict.fromkeys(DEPLOYED, "NotRun"),
     }
     assert not (tmp_path / "runs" / "executions" / record["id"] / "steps" / "tune").exists()
 
 
-def test_a_definition_with_a_step_type_it_cannot_run_is_refused_before_anything_runs(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["local", "run", "config/bengali.yaml", "--root", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert "step 'register-RegisterModel' has type RegisterModel, which the local engine cannot run" in err
+def test_a_definition_with_a_step_type_it_cannot_run_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    lambda_step = {"Name": "notify", "Type": "Lambda", "Arguments": {}, "DependsOn": ["a"]}
+    with pytest.raises(DefinitionError, match="step 'notify' has type Lambda, which the local engine cannot run"):
+        engine_with(tmp_path, {"ok.py": "print('ok')"}, [processing_step("a", "ok.py"), lambda_step])
     assert not (tmp_path / "executions").exists()
 
 
@@ -484,8 +508,8 @@ def test_cache_entries_expire(tmp_path: Path) -> None:
 
 
 def test_unknown_step_types_and_parameters_are_refused_up_front(tmp_path: Path) -> None:
-    with pytest.raises(DefinitionError, match="step 'r' has type RegisterModel, which the local engine cannot run"):
-        engine_with(tmp_path, {}, [{"Name": "r", "Type": "RegisterModel", "Arguments": {}}])
+    with pytest.raises(DefinitionError, match="step 'r' has type Lambda, which the local engine cannot run"):
+        engine_with(tmp_path, {}, [{"Name": "r", "Type": "Lambda", "Arguments": {}}])
     store = ObjectStore(tmp_path / "s3")
     with pytest.raises(DefinitionError, match="unknown parameter"):
         Execution(tmp_path, {"Parameters": [], "Steps": []}, {"X": 1}, store)
@@ -592,19 +616,15 @@ def test_every_property_path_in_the_goldens_resolves_against_a_local_result(firs
 
     run_dir = local_root["root"] / "executions" / first_run["id"]
     # a step the quickstart has by name (preprocess, evaluate, ...), else one of the same Type
-    by_name = {
-        name: json.loads((run_dir / "steps" / name / "result.json").read_text())
-        for name in ("preprocess", "tune", "evaluate", "quality-gate")
-    }
+    by_name = {path.parent.name: json.loads(path.read_text()) for path in (run_dir / "steps").glob("*/result.json")}
     results = {first_run["steps"][name]["type"]: result for name, result in by_name.items()}
     best = first_run_best(first_run, local_root)
     results["Training"] = json.loads((run_dir / "steps" / "tune" / "trials" / best / "result.json").read_text())
     gets = _golden_gets()
-    assert {t for _, _, t, _ in gets} >= {"Processing", "Tuning", "Training"}
+    assert {t for _, _, t, _ in gets} >= {"Processing", "Tuning", "Training", "RegisterModel", "Model"}
     unresolved = []
     for golden, step, step_type, path in gets:
-        if step_type not in RUNNERS:
-            continue  # no local runner yet: the engine refuses such a definition before it runs
+        assert step_type in RUNNERS
         result = by_name.get(step, results[step_type])
         try:
             if path.startswith("PropertyFiles."):  # read by JsonGet: the file's parsed content, by its name
@@ -617,7 +637,7 @@ def test_every_property_path_in_the_goldens_resolves_against_a_local_result(firs
 
 
 def test_until_runs_the_named_steps_and_their_ancestors_and_refuses_only_what_would_run(tmp_path: Path) -> None:
-    unsupported = {"Name": "register", "Type": "RegisterModel", "Arguments": {}}
+    unsupported = {"Name": "register", "Type": "Lambda", "Arguments": {}}
     gate = {
         "Name": "gate",
         "Type": "Condition",
@@ -629,7 +649,7 @@ def test_until_runs_the_named_steps_and_their_ancestors_and_refuses_only_what_wo
         "DependsOn": ["a"],
     }
     steps = [processing_step("a", "ok.py"), processing_step("b", "ok.py"), gate]
-    with pytest.raises(DefinitionError, match="step 'register' has type RegisterModel.*--until can run the steps"):
+    with pytest.raises(DefinitionError, match="step 'register' has type Lambda.*--until can run the steps"):
         engine_with(tmp_path / "all", {"ok.py": "print('ok')"}, steps)
     execution = engine_with(tmp_path / "some", {"ok.py": "print('ok')"}, steps, until=["gate"])
     assert execution.run() == "Succeeded"
@@ -639,3 +659,187 @@ def test_until_runs_the_named_steps_and_their_ancestors_and_refuses_only_what_wo
     assert execution.states["b"].failure_reason == "not selected (--until)"
     with pytest.raises(DefinitionError, match="--until: no step 'gtae'; did you mean 'gate'"):
         engine_with(tmp_path / "typo", {}, steps, until=["gtae"])
+
+
+# --------------------------------------------------------------------------- registry and endpoints
+
+
+def _post(port: int, body: bytes, content_type: str, accept: str = "application/json") -> tuple[int, bytes, str]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations", data=body, method="POST",
+        headers={"Content-Type": content_type, "Accept": accept},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read(), response.headers.get("X-Serving", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), ""
+
+
+def _npy(array: object) -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array))
+    return buffer.getvalue()
+
+
+def test_quickstart_registers_a_version_and_its_endpoint_predicts_as_evaluate_does(
+    first_run: dict, local_root: dict
+) -> None:
+
+    import numpy as np
+
+    from pipelines.local.registry import LocalRegistry
+    from pipelines.local.serving import find
+
+    run_dir = local_root["root"] / "executions" / first_run["id"]
+    package = json.loads((run_dir / "steps" / "register-RegisterModel" / "result.json").read_text())
+    assert package["ModelApprovalStatus"] == "Approved" and package["ModelPackageGroupName"] == "digits-quickstart"
+    stored = LocalRegistry(local_root["root"]).describe("digits-quickstart", package["ModelPackageVersion"])
+    assert stored["Metrics"]["metrics"]["weighted_recall"]["value"] > 0.8  # the evaluation report, kept
+    best = first_run_best(first_run, local_root)
+    assert stored["InferenceSpecification"]["Containers"][0]["ModelDataUrl"].endswith(f"/{best}/output/model.tar.gz")
+
+    # evaluate.py's predictions on the test split, by the model the endpoint serves now (later tests redeploy)
+    evaluate = pytest.importorskip("evaluate")
+    served = find(local_root["root"], "digits-quickstart")
+    model_dir = Path(served["model_dir"])
+    test_dir = run_dir / "steps" / "evaluate" / "sandbox" / "opt" / "ml" / "processing" / "input" / "test"
+    data = evaluate.ShardDataset(test_dir)
+    # the same batches both ways: a near tie may fall either way under another batch's float rounding
+    expected = evaluate.predict_split(evaluate.model_fn(str(model_dir)), data, 200)["label"]
+    images = np.concatenate([np.load(p) for p in sorted(test_dir.glob("images_*.npy"))])
+    port = served["port"]
+    got = []
+    for start in range(0, len(images), 200):
+        status, body, _ = _post(port, _npy(images[start : start + 200]), "application/x-npy")
+        assert status == 200, body
+        got += [p["label"]["class"] for p in json.loads(body)["predictions"]]
+    assert got == expected.tolist() and len(got) == len(images)
+
+
+def test_pending_approval_registers_without_deploying_until_a_person_approves_and_deploys(
+    first_run: dict, local_root: dict
+) -> None:
+    from pipelines.local.serving import find
+
+    root = str(local_root["root"])
+    before = find(local_root["root"], "digits-quickstart")["endpoint_config"]
+    assert run_local(local_root, "Epochs=2", "ModelApprovalStatus=PendingManualApproval") == 0
+    record = latest(local_root["root"])
+    steps = record["steps"]
+    assert steps["register-RegisterModel"]["status"] == "Succeeded"
+    assert steps["deploy-if-approved"]["status"] == "Succeeded"  # evaluated: not approved
+    assert {steps[n]["status"] for n in ("deploy-model-CreateModel", "deploy-config", "deploy")} == {"Skipped"}
+    assert find(local_root["root"], "digits-quickstart")["endpoint_config"] == before
+    package = json.loads(
+        (
+            local_root["root"] / "executions" / record["id"] / "steps" / "register-RegisterModel" / "result.json"
+        ).read_text()
+    )
+    ref = f"digits-quickstart:{package['ModelPackageVersion']}"
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+
+    refused = cli("deploy", ref, "--endpoint", "digits-quickstart", "--local", "--root", root)
+    assert refused.returncode == 2 and "is PendingManualApproval, not Approved: approve it first" in refused.stderr
+    listing = cli("registry", "list", "digits-quickstart", "--local", "--root", root, "--json")
+    assert any(p["ModelPackageVersion"] == package["ModelPackageVersion"] for p in json.loads(listing.stdout))
+    approved = cli("registry", "approve", ref, "--reason", "looked at the report", "--local", "--root", root)
+    assert approved.returncode == 0 and "Approved" in approved.stdout
+    described = cli("registry", "describe", ref, "--local", "--root", root, "--json")
+    assert json.loads(described.stdout)["ApprovalDescription"] == "looked at the report"
+    deployed = cli("deploy", ref, "--endpoint", "digits-quickstart", "--local", "--root", root)
+    assert deployed.returncode == 0, deployed.stderr
+    assert (
+        find(local_root["root"], "digits-quickstart")["endpoint_config"]
+        == f"digits-quickstart-v{package['ModelPackageVersion']}"
+    )
+    with_image = local_root["root"] / "digit.png"
+    import numpy as np
+
+    from tests.tools.datasets import encode_png
+
+    with_image.write_bytes(encode_png((np.eye(8) * 255).astype(np.uint8)))
+    invoked = cli("invoke", "digits-quickstart", str(with_image), "--local", "--root", root)
+    assert invoked.returncode == 0 and re.match(r"digit\.png: label=\d \(0\.\d{3}\)", invoked.stdout), invoked.stdout
+
+
+def test_redeploying_swaps_the_model_without_a_failed_request(first_run: dict, local_root: dict) -> None:
+    import threading
+
+    import numpy as np
+
+    from pipelines.local.registry import LocalRegistry
+    from pipelines.local.serving import deploy, find
+
+    root = local_root["root"]
+    store = ObjectStore(root / "s3")
+    versions = LocalRegistry(root).list("digits-quickstart")
+    archive = store.path(versions[-1]["InferenceSpecification"]["Containers"][0]["ModelDataUrl"])
+    port = find(root, "digits-quickstart")["port"]
+    body, results, stop = _npy(np.zeros((16, 16), np.uint8)), [], threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            status, _, serving = _post(port, body, "application/x-npy")
+            results.append((status, serving))
+
+    threads = [threading.Thread(target=client) for _ in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    deploy(root, "digits-quickstart", archive, "swap-a", log=lambda _: None)
+    time.sleep(0.5)
+    deploy(root, "digits-quickstart", archive, "swap-b", log=lambda _: None)
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert results and all(status == 200 for status, _ in results), [r for r in results if r[0] != 200][:3]
+    served = [label for _, label in results]
+    assert "swap-a" in served and served[-1] == "swap-b" and find(root, "digits-quickstart")["port"] == port
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "accept", "status", "message"),
+    [
+        (b"1,2", "text/csv", "application/json", 415, "content type 'text/csv' is not supported"),
+        (b"[[1]]", "application/json", "text/csv", 406, "accept type 'text/csv' is not supported"),
+        (b"{bad", "application/json", "application/json", 400, "invalid JSON"),
+        (b"", "application/x-npy", "application/json", 400, "empty"),
+        (None, "application/x-npy", "application/json", 413, "at most 256"),
+        (b"x" * (6 * 1024 * 1024 + 1), "application/x-npy", "application/json", 413, "at most 6291456"),
+    ],
+)
+def test_bad_requests_get_their_status_and_a_json_message_and_the_server_lives_on(
+    first_run: dict, local_root: dict, body: bytes | None, content_type: str, accept: str, status: int, message: str
+) -> None:
+    import numpy as np
+
+    from pipelines.local.serving import find, ping
+
+    port = find(local_root["root"], "digits-quickstart")["port"]
+    payload = _npy(np.zeros((257, 16, 16), np.uint8)) if body is None else body
+    got, answer, _ = _post(port, payload, content_type, accept)
+    assert got == status and message in json.loads(answer)["error"], answer
+    assert ping(port) is not None
+
+
+def test_the_endpoint_serves_concurrent_clients(first_run: dict, local_root: dict) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from pipelines.local.serving import find
+
+    port = find(local_root["root"], "digits-quickstart")["port"]
+    bodies = [_npy(np.full((16, 16), i * 16, np.uint8)) for i in range(16)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda b: _post(port, b, "application/x-npy"), bodies))
+    assert [a[0] for a in answers] == [200] * 16

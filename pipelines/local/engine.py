@@ -389,6 +389,8 @@ class Execution:
                 self.lock,
                 self.options.nproc,
                 stopping=self.stopping,
+                root=self.root,
+                execution_arn=self.resolver.execution["PipelineExecutionArn"],
                 progress=lambda text, state=state: self._progress(state, text),  # type: ignore[misc]
             )
             self._set(state, "Executing")

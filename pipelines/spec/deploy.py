@@ -56,6 +56,6 @@ class DeploySpec(StepBase):
         if destination != "auto" and not destination.startswith("s3://"):
             checks.add(
                 (*here, "data_capture", "destination"),
-                f"{self.data_capture.destination!r} is not an s3:// URI",
+                f"{destination!r} is not an s3:// URI",
                 "use auto or s3://bucket/prefix/",
             )

@@ -8,19 +8,24 @@ from __future__ import annotations
 
 from pipelines.local.runners.base import Job, Runner, StepFailed
 from pipelines.local.runners.condition import ConditionRunner
+from pipelines.local.runners.endpoint import EndpointConfigRunner, EndpointRunner, ModelRunner
 from pipelines.local.runners.fail import FailRunner
 from pipelines.local.runners.processing import ProcessingRunner
+from pipelines.local.runners.register import RegisterModelRunner
 from pipelines.local.runners.training import TrainingRunner
 from pipelines.local.runners.tuning import TuningRunner
 
 __all__ = ["RUNNERS", "Job", "Runner", "StepFailed"]
 
-# definition Type -> its runner. RegisterModel, Model, EndpointConfig and Endpoint get theirs in later
-# work; a definition that holds one is refused before anything runs.
+# definition Type -> its runner; a definition that holds a Type not named here is refused before anything runs
 RUNNERS: dict[str, Runner] = {
     "Processing": ProcessingRunner(),  # processing and evaluation steps
     "Training": TrainingRunner(),
     "Tuning": TuningRunner(),  # a search whose trials run through the Training runner
     "Condition": ConditionRunner(),  # the quality gate
     "Fail": FailRunner(),  # the gate's else branch
+    "RegisterModel": RegisterModelRunner(),  # a version in the local model registry
+    "Model": ModelRunner(),
+    "EndpointConfig": EndpointConfigRunner(),
+    "Endpoint": EndpointRunner(),  # a local HTTP endpoint, started or updated in place
 }

@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.local.arns import arn
 from pipelines.local.expressions import Resolver
 from pipelines.local.store import ObjectStore, StoreError
 
 OPT_ML = "/opt/ml/"
-REGION = "local"
-ACCOUNT = "000000000000"
 
 
 class StepFailed(Exception):
@@ -53,6 +52,8 @@ class Job:
     stopping: threading.Event = field(default_factory=threading.Event)  # set when the execution is stopping
     progress: Callable[[str], None] = lambda _: None  # a short line of what the step is doing now
     environment: dict[str, str] = field(default_factory=dict)  # added to every process this job starts
+    root: Path | None = None  # the run root (registry, endpoints, model records live there)
+    execution_arn: str = ""  # the execution this job belongs to (a registered package's GeneratedBy)
     stopped: bool = False  # stopped on purpose (`stop`), not failed
     _current: subprocess.Popen[str] | None = None
 
@@ -83,8 +84,13 @@ class Job:
             return {k: self.relocate(v) for k, v in value.items()}
         return value
 
-    def arn(self, kind: str) -> str:
-        return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{kind}/{self.job_name}"
+    def arn(self, kind: str, name: str | None = None) -> str:
+        return arn(kind, name or self.job_name)
+
+    @property
+    def run_root(self) -> Path:
+        # executions/<id>/steps/<step> lies under the run root when none is given
+        return self.root or self.directory.parents[3]
 
     def run(self, cmd: list[str], env: dict[str, str], cwd: Path, on_line: Callable[[str], None] | None = None) -> None:
         """Run a job's process, streaming its output into the log; raise `StepFailed` unless it exits 0."""

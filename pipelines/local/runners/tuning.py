@@ -28,13 +28,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines.local.runners.base import ACCOUNT, REGION, Job, Runner, StepFailed
+from pipelines.local.arns import arn
+from pipelines.local.runners.base import Job, Runner, StepFailed
 from pipelines.local.runners.training import decode_hyperparameter, job_material, processes_for, run_training
 from pipelines.local.store import ObjectStore
 
 # SageMaker caps names: tuning jobs at 32 characters, their training jobs at 63
 TUNING_NAME_MAX = 32
-ARN_PREFIX = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
 
 
 class TuningRunner(Runner):
@@ -437,7 +437,7 @@ class Search:
     def summary(self, trial: Trial) -> dict[str, Any]:
         out: dict[str, Any] = {
             "TrainingJobName": trial.name,
-            "TrainingJobArn": f"{ARN_PREFIX}:training-job/{trial.name}",
+            "TrainingJobArn": arn("training-job", trial.name),
             "TuningJobName": self.name,
             "CreationTime": _iso(trial.started),
             "TrainingStartTime": _iso(trial.started),
@@ -465,7 +465,7 @@ class Search:
         best_summary["ModelArtifacts"] = best.result["ModelArtifacts"]  # kept for the cache; not in the API shape
         return {
             "HyperParameterTuningJobName": self.name,
-            "HyperParameterTuningJobArn": f"{ARN_PREFIX}:hyper-parameter-tuning-job/{self.name}",
+            "HyperParameterTuningJobArn": arn("hyper-parameter-tuning-job", self.name),
             "HyperParameterTuningJobConfig": self.config,
             "TrainingJobDefinition": self.definition,
             "HyperParameterTuningJobStatus": "Completed",
