@@ -237,3 +237,27 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert compiled.name == "team-digits-quickstart"
     assert "s3://my-bucket/team-digits-quickstart/" in compiled.definition
     assert "arn:aws:iam::210987654321:role/r" in compiled.definition
+
+
+RETRY_TYPES = [
+    "Step.SERVICE_FAULT",
+    "Step.THROTTLING",
+    "SageMaker.JOB_INTERNAL_ERROR",
+    "SageMaker.CAPACITY_ERROR",
+    "SageMaker.RESOURCE_LIMIT",
+]
+
+
+@pytest.mark.parametrize("errors", [[e] for e in RETRY_TYPES] + [RETRY_TYPES, RETRY_TYPES[::-1] + ["Step.THROTTLING"]])
+def test_retry_policies_compile_to_exactly_the_error_types_the_spec_names(tmp_path: Path, errors: list[str]) -> None:
+    text = (ROOT / "config" / "digits.yaml").read_text()
+    text = text.replace(
+        "      - errors: [SageMaker.CAPACITY_ERROR, SageMaker.JOB_INTERNAL_ERROR]",
+        f"      - errors: [{', '.join(errors)}]",
+    )
+    spec_path = tmp_path / "retry.yaml"
+    spec_path.write_text(text)
+    d = json.loads(compile_pipeline(load_spec(spec_path), GOLDEN_SETTINGS).definition)
+    tune = next(s for s in d["Steps"] if s["Name"] == "tune")
+    compiled = [t for policy in tune["RetryPolicies"] for t in policy["ExceptionType"]]
+    assert sorted(compiled) == sorted(set(errors)) and len(compiled) == len(set(compiled))

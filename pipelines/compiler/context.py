@@ -59,6 +59,11 @@ def sdk_environment() -> None:
         sagemaker.utils.validate_sagemaker_config = validate_once  # type: ignore[assignment]
 
 
+def _member(enum: Any, value: str) -> Any:
+    """The member of an SDK enum whose value is ``value`` (``SageMaker.CAPACITY_ERROR``)."""
+    return next(m for m in enum if m.value == value)
+
+
 def offline_session(settings: Settings) -> Any:
     """A PipelineSession that needs neither network nor credentials: its bucket is known up front."""
     import boto3
@@ -201,8 +206,15 @@ class CompileContext:
                 "interval_seconds": retry.interval_seconds,
                 "backoff_rate": retry.backoff_rate,
             }
-            step_types = [StepExceptionTypeEnum(e) for e in retry.errors if e.startswith("Step.")]
-            job_types = [SageMakerJobExceptionTypeEnum(e) for e in retry.errors if e.startswith("SageMaker.")]
+            # by value: calling these SDK enums with a value returns their default member whatever the value
+            step_types = [
+                _member(StepExceptionTypeEnum, e) for e in dict.fromkeys(retry.errors) if e.startswith("Step.")
+            ]
+            job_types = [
+                _member(SageMakerJobExceptionTypeEnum, e)
+                for e in dict.fromkeys(retry.errors)
+                if e.startswith("SageMaker.")
+            ]
             if step_types:
                 policies.append(StepRetryPolicy(exception_types=step_types, **common))
             if job_types:
