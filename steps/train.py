@@ -319,12 +319,14 @@ def evaluate(
 
 
 def macro_recall(confusion: torch.Tensor) -> float:
-    """Mean recall over the classes present in the targets (as scikit-learn's recall_score does)."""
-    support = confusion.sum(dim=1)
-    present = support > 0
-    if not present.any():
+    """scikit-learn's ``recall_score(average="macro")`` from a confusion matrix (rows: true class): the mean
+    over every class in the targets or the predictions, a class predicted but never true counting 0."""
+    support = confusion.sum(dim=1).double()
+    seen = (support > 0) | (confusion.sum(dim=0) > 0)
+    if not seen.any():
         return 0.0
-    return float((confusion.diag()[present].double() / support[present].double()).mean())
+    recall = torch.where(support > 0, confusion.diag().double() / support.clamp(min=1), torch.zeros_like(support))
+    return float(recall[seen].mean())
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -280,3 +280,23 @@ def test_a_tuning_jobs_training_job_checkpoints_under_its_own_name(digits_shards
     plain["TRAINING_JOB_NAME"] = "train-job"
     assert run_step("train.py", "--epochs", "1", env=plain).returncode == 0
     assert (tmp_path / "plain" / "checkpoints" / "checkpoint.pt").is_file()
+
+
+def test_macro_recall_equals_scikit_learns_on_random_confusion_matrices() -> None:
+    from sklearn.metrics import recall_score
+
+    train = pytest.importorskip("train")
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        classes, n = int(rng.integers(2, 12)), int(rng.integers(1, 60))
+        y_true = rng.integers(0, classes, n)
+        # often right, sometimes a class that never occurs in the targets
+        y_pred = np.where(rng.random(n) < 0.6, y_true, rng.integers(0, classes, n))
+        confusion = torch.zeros(classes, classes, dtype=torch.long)
+        for t, p in zip(y_true, y_pred, strict=True):
+            confusion[t, p] += 1
+        expected = recall_score(y_true, y_pred, average="macro", zero_division=0)
+        assert train.macro_recall(confusion) == pytest.approx(expected, abs=1e-12)
+    # the example: a class predicted but never true counts as 0, as scikit-learn counts it
+    confusion = torch.tensor([[1, 0, 1], [0, 2, 0], [0, 0, 0]])
+    assert train.macro_recall(confusion) == pytest.approx(0.5)
