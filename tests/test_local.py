@@ -843,3 +843,28 @@ def test_the_endpoint_serves_concurrent_clients(first_run: dict, local_root: dic
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda b: _post(port, b, "application/x-npy"), bodies))
     assert [a[0] for a in answers] == [200] * 16
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["s3://sm-pipelines-data/../data-private/digits/", "s3://../x", "s3://b/a/../../c", "s3://B/x", "s3://b/./x"],
+)
+def test_the_object_store_refuses_uris_that_would_leave_their_bucket(tmp_path: Path, uri: str) -> None:
+    from pipelines.local.store import StoreError
+
+    store = ObjectStore(tmp_path / "s3", {"sm-pipelines-data": tmp_path / "data"})
+    with pytest.raises(StoreError):
+        store.path(uri)
+
+
+def test_jobs_do_not_see_the_callers_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.local.runners.base import job_environment
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIA-secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_PROFILE", "prod")
+    monkeypatch.setenv("SMP_ROLE_ARN", "arn:aws:iam::1:role/r")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    env = job_environment({"FROM_SPEC": "1"})
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "SMP_ROLE_ARN"} & set(env)
+    assert env["AWS_REGION"] == "eu-west-1" and env["FROM_SPEC"] == "1"

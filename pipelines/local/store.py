@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +19,20 @@ class StoreError(Exception):
     pass
 
 
+BUCKET = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
+
+
 def split_uri(uri: str) -> tuple[str, str]:
+    """(bucket, key); refuses what would leave the store: a bucket that is no bucket name, '..' or '.' in a key."""
     parsed = urlparse(uri)
     if parsed.scheme != "s3" or not parsed.netloc:
         raise StoreError(f"not an s3:// URI: {uri!r}")
-    return parsed.netloc, parsed.path.lstrip("/")
+    if not BUCKET.match(parsed.netloc) or ".." in parsed.netloc:
+        raise StoreError(f"{uri!r}: {parsed.netloc!r} is not an S3 bucket name")
+    key = parsed.path.lstrip("/")
+    if any(part in ("..", ".") for part in key.split("/")):
+        raise StoreError(f"{uri!r}: '.' and '..' are not allowed in keys here (they would leave the bucket)")
+    return parsed.netloc, key
 
 
 class ObjectStore:
@@ -34,7 +44,7 @@ class ObjectStore:
         bucket, key = split_uri(uri)
         base = self.mounts.get(bucket, self.root / bucket)
         path = (base / key).resolve() if key else base.resolve()
-        if not str(path).startswith(str(base.resolve())):
+        if not path.is_relative_to(base.resolve()):  # a symbolic link inside the bucket pointing out of it
             raise StoreError(f"{uri!r} escapes its bucket")
         return path
 

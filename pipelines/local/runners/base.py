@@ -137,8 +137,13 @@ class Job:
         return target
 
 
+# a SageMaker job never sees the caller's credentials or settings: only the region passes through
+_NOT_PASSED = ("SM_", "SMP_", "AWS_")
+_PASSED = ("AWS_REGION", "AWS_DEFAULT_REGION")
+
+
 def job_environment(extra: dict[str, str], job: Job | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_PASSED) or k in _PASSED}
     env["PYTHONUNBUFFERED"] = "1"
     return env | (job.environment if job else {}) | extra
 
