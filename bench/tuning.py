@@ -4,13 +4,10 @@ and the cost of a tuning job's training job against the same training run direct
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import shutil
 import statistics
 import sys
-import tarfile
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -30,16 +27,6 @@ BRANIN = """
     value = (a.x2 - b * a.x1 ** 2 + c * a.x1 - r) ** 2 + s * (1 - t) * math.cos(a.x1) + s
     print(f"epoch=1 loss={value:.8f}", flush=True)
 """
-
-
-def _archive(store: Any, uri: str, name: str, source: str) -> None:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
-        data = textwrap.dedent(source).encode()
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    store.put_bytes(uri, raw.getvalue())
 
 
 def branin_definition(strategy: str, seed: int, budget: int) -> dict[str, Any]:
@@ -88,6 +75,7 @@ def run_tuning(root: Path, definition: dict[str, Any], overrides: dict[str, Any]
 
 def bench_branin(seeds: int, budget: int) -> tuple[list[str], dict[str, float]]:
     from pipelines.local.store import ObjectStore
+    from tests.tools.archives import put_source_archive
 
     regrets: dict[str, list[float]] = {"Bayesian": [], "Random": []}
     seconds: dict[str, float] = {"Bayesian": 0.0, "Random": 0.0}
@@ -96,7 +84,7 @@ def bench_branin(seeds: int, budget: int) -> tuple[list[str], dict[str, float]]:
             root = OUT / f"branin-{strategy}-{seed}"
             shutil.rmtree(root, ignore_errors=True)
             store = ObjectStore(root / "s3")
-            _archive(store, "s3://b/code/branin.tar.gz", "branin.py", BRANIN)
+            put_source_archive(store, "s3://b/code/branin.tar.gz", "branin.py", BRANIN)
             t0 = time.perf_counter()
             execution = run_tuning(root, branin_definition(strategy, seed, budget), store=store)
             seconds[strategy] += time.perf_counter() - t0

@@ -9,7 +9,6 @@ every mistake. Nothing here touches AWS.
 from __future__ import annotations
 
 import re
-import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from pipelines.spec import PipelineSpec, Problem, check_pipeline
-from pipelines.spec.base import Path_
+from pipelines.spec.base import Path_, alternatives
 from pipelines.suggest import did_you_mean
 
 
@@ -135,19 +134,9 @@ def read_yaml(path: Path) -> tuple[Any, Positions]:
 # --------------------------------------------------------------------------- pydantic errors
 
 
-def _unwrap(annotation: Any) -> list[Any]:
-    """The concrete alternatives of an annotation (Annotated, Optional and unions removed)."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        return [alt for arg in typing.get_args(annotation) for alt in _unwrap(arg)]
-    return [annotation]
-
-
 def _model_for(annotation: Any, data: Any) -> Any:
     """Follow one level of an annotation for a data value: the model class, or list/dict item type."""
-    for alt in _unwrap(annotation):
+    for alt in alternatives(annotation):
         if isinstance(alt, type) and issubclass(alt, BaseModel):
             if isinstance(data, dict):
                 tags = {

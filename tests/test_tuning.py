@@ -6,12 +6,9 @@ metric regexes, artifacts), so what is pinned is the runner's behaviour, not a m
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import statistics
-import tarfile
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ import pytest
 from pipelines.local.engine import Execution, LocalOptions
 from pipelines.local.runners.tuning import MedianStoppingRule, search_space
 from pipelines.local.store import ObjectStore
+from tests.tools.archives import put_source_archive
 
 # prints one score per epoch; the score grows towards x, so a small x is clearly bad from the first epoch
 TOY = """
@@ -44,13 +42,7 @@ TOY = """
 
 
 def source_archive(store: ObjectStore, uri: str) -> None:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
-        data = textwrap.dedent(TOY).encode()
-        info = tarfile.TarInfo("toy.py")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    store.put_bytes(uri, raw.getvalue())
+    put_source_archive(store, uri, "toy.py", TOY)
 
 
 def tuning_definition(

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from pipelines.local.files import write_atomic
 from pipelines.local.runners import Runner
 from pipelines.local.store import ObjectStore
 
@@ -57,7 +57,6 @@ class StepCache:
         return entry
 
     def put(self, key: str, result: dict[str, Any], outputs: list[str], execution_id: str) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         # the outputs that hold something: a hit needs them still there (an empty output uploads nothing)
         written = [uri for uri in outputs if self.store.exists(uri)]
         entry = {
@@ -66,7 +65,4 @@ class StepCache:
             "result": result,
             "outputs": written,
         }
-        path = self.directory / f"{key}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(entry, default=str))
-        os.replace(tmp, path)
+        write_atomic(self.directory / f"{key}.json", json.dumps(entry, default=str))

@@ -4,9 +4,10 @@ rewritten atomically on every change, and read back by later processes (`local l
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from pipelines.local.files import write_atomic
 
 
 class RecordError(Exception):
@@ -14,9 +15,7 @@ class RecordError(Exception):
 
 
 def write_record(directory: Path, record: dict[str, Any]) -> None:
-    tmp = directory / "execution.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, directory / "execution.json")
+    write_atomic(directory / "execution.json", json.dumps(record, indent=2))
 
 
 def list_executions(root: Path) -> list[dict[str, Any]]:

@@ -37,6 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.local.files import write_atomic
+
 HOST = "127.0.0.1"
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints take at most 6 MB per request
 
@@ -131,11 +133,9 @@ class Server:
     def __init__(self, directory: Path):
         self.directory = directory
         self.lock = threading.Lock()
-        state = read_state(directory)
-        self.handlers = load_handlers(Path(state["model_dir"]), state["endpoint_config"])
-        self.capture = state.get("data_capture")
-        self.store_root = Path(state["store_root"]) if state.get("store_root") else None
-        print(f"serving {state['endpoint_config']} from {state['model_dir']}", flush=True)
+        self.state = read_state(directory)  # what it serves, and where capture writes; replaced on reload
+        self.handlers = load_handlers(Path(self.state["model_dir"]), self.state["endpoint_config"])
+        print(f"serving {self.state['endpoint_config']} from {self.state['model_dir']}", flush=True)
 
     def reload(self) -> None:
         """Load the model endpoint.json now names beside the one in service, then swap them."""
@@ -147,7 +147,7 @@ class Server:
             return
         with self.lock:
             self.handlers = handlers
-            self.capture = state.get("data_capture")
+            self.state = state
         print(f"now serving {state['endpoint_config']} from {state['model_dir']}", flush=True)
 
     def app(self) -> Any:
@@ -186,8 +186,11 @@ class Server:
 
     def _capture(self, body: bytes, content_type: str, response: bytes, out_type: str) -> None:
         """SageMaker data capture: sampled requests and responses as JSON lines under the destination."""
-        capture = self.capture
-        if not capture or not self.store_root or random.uniform(0, 100) >= capture.get("InitialSamplingPercentage", 0):
+        state = self.state
+        capture = state.get("data_capture")
+        if not capture or not state.get("store_root"):
+            return
+        if random.uniform(0, 100) >= capture.get("InitialSamplingPercentage", 0):
             return
         import base64
 
@@ -203,9 +206,8 @@ class Server:
             },
             "eventMetadata": {"inferenceTime": now.isoformat()},
         }  # fmt: skip
-        state = read_state(self.directory)
         prefix = capture["DestinationS3Uri"].rstrip("/") + f"/{state['name']}/AllTraffic/{now:%Y/%m/%d/%H}"
-        store = ObjectStore(self.store_root, {k: Path(v) for k, v in state.get("mounts", {}).items()})
+        store = ObjectStore(Path(state["store_root"]), {k: Path(v) for k, v in state.get("mounts", {}).items()})
         with contextlib.suppress(Exception):  # capture must never fail a request
             path = store.path(f"{prefix}/capture-{os.getpid()}.jsonl")
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -235,9 +237,7 @@ def read_state(directory: Path) -> dict[str, Any]:
 
 
 def _write_state(directory: Path, state: dict[str, Any]) -> None:
-    tmp = directory / "endpoint.json.tmp"
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, directory / "endpoint.json")
+    write_atomic(directory / "endpoint.json", json.dumps(state, indent=2))
 
 
 def _alive(pid: int) -> bool:

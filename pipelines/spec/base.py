@@ -8,6 +8,7 @@ in a field that takes none is an error too, not a literal that breaks the compil
 from __future__ import annotations
 
 import re
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -78,22 +79,23 @@ def _marker_in(annotation: Any) -> Ref | None:
     """The marker of an annotation, also when it sits inside a union (``StepName | None``)."""
     if get_origin(annotation) is Annotated:
         return _marker(get_args(annotation)[1:]) or _marker_in(get_args(annotation)[0])
-    if get_origin(annotation) is Union or type(annotation).__name__ == "UnionType":
+    if get_origin(annotation) in (Union, types.UnionType):
         return next((m for m in map(_marker_in, get_args(annotation)) if m is not None), None)
     return None
 
 
-def _alternatives(annotation: Any) -> list[Any]:
+def alternatives(annotation: Any) -> list[Any]:
+    """The concrete alternatives of an annotation (Annotated, Optional and unions removed)."""
     if get_origin(annotation) is Annotated:
-        return _alternatives(get_args(annotation)[0])
-    if get_origin(annotation) is Union or type(annotation).__name__ == "UnionType":
-        return [alt for arg in get_args(annotation) for alt in _alternatives(arg)]
+        return alternatives(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, types.UnionType):
+        return [alt for arg in get_args(annotation) for alt in alternatives(arg)]
     return [annotation]
 
 
 def _item(annotation: Any, container: type) -> tuple[Any, Ref | None]:
     """The item annotation (and its marker) of the list/dict alternative of an annotation."""
-    for alt in _alternatives(annotation):
+    for alt in alternatives(annotation):
         if get_origin(alt) is container:
             item = get_args(alt)[-1] if get_args(alt) else Any
             marker = _marker(get_args(item)[1:]) if get_origin(item) is Annotated else None

@@ -5,22 +5,18 @@ started, or moved onto the new configuration when it is already running."""
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.local.files import write_atomic
 from pipelines.local.runners.base import Job, Runner, StepFailed
 from pipelines.local.serving import EndpointError, deploy
 from pipelines.local.store import StoreError
 
 
 def _record(job: Job, kind: str, name: str, content: dict[str, Any]) -> None:
-    path = job.run_root / kind / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(content, indent=2, default=str))
-    os.replace(tmp, path)
+    write_atomic(job.run_root / kind / f"{name}.json", json.dumps(content, indent=2, default=str))
 
 
 def _read(job: Job, kind: str, name: str, what: str) -> dict[str, Any]:

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.local.arns import arn
+from pipelines.local.files import write_atomic
 from pipelines.local.runners.base import Job, Runner, StepFailed
-from pipelines.local.runners.training import decode_hyperparameter, job_material, processes_for, run_training
+from pipelines.local.runners.training import job_material, processes_for, run_training
 from pipelines.local.store import ObjectStore
 
 # SageMaker caps names: tuning jobs at 32 characters, their training jobs at 63
@@ -264,7 +265,8 @@ class Search:
             with log_lock:
                 log_file.write(line + "\n")
 
-        resources = self.trial_arguments(trial)["ResourceConfig"]
+        request = self.trial_arguments(trial)
+        resources = request["ResourceConfig"]
         distributed = json.loads(
             str(self.definition.get("StaticHyperParameters", {}).get("sagemaker_torch_distributed_enabled", "false"))
         )
@@ -295,7 +297,7 @@ class Search:
                 tjob.stop()
 
         try:
-            trial.result = run_training({}, self.trial_arguments(trial), tjob, on_metric)
+            trial.result = run_training({}, request, tjob, on_metric)
             (trial.directory / "result.json").write_text(json.dumps(trial.result, indent=2, sort_keys=True))
             final = {m["MetricName"]: m["Value"] for m in trial.result.get("FinalMetricDataList", [])}
             if self.metric not in final:
@@ -404,10 +406,8 @@ class Search:
         best = f", best {self.metric}={leader.objective:g}" if leader.status == "Completed" else ""
         self.job.progress(f"{len(done)}/{self.max_jobs} trials{best}")
         # every trial so far, for `local describe` and reports (rewritten as each one ends)
-        path = self.job.directory / "trials.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([t.record(self.metric) for t in self.trials], indent=2))
-        os.replace(tmp, path)
+        trials = [t.record(self.metric) for t in self.trials]
+        write_atomic(self.job.directory / "trials.json", json.dumps(trials, indent=2))
 
     def _target_reached(self) -> bool:
         if self.target is None:
@@ -492,6 +492,3 @@ def tuning_job_name(step_name: str, job_name: str) -> str:
     """A name within SageMaker's 32 characters, unique per execution and step."""
     digest = hashlib.sha256(job_name.encode()).hexdigest()[:8]
     return f"{step_name[: TUNING_NAME_MAX - 9].rstrip('-')}-{digest}"
-
-
-__all__ = ["TuningRunner", "decode_hyperparameter", "search_space"]
