@@ -6,6 +6,7 @@ Exit status: 0 success, 1 a failed run or an AWS error, 2 bad input (spec, param
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -35,9 +36,34 @@ def _compile(config: str):  # type: ignore[no-untyped-def]
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from pipelines.loader import SpecError
+
+    if args.json:
+        try:
+            spec = _load(args.config)
+        except SpecError as exc:
+            problems = [dataclasses.asdict(issue) for issue in exc.issues]
+            print(json.dumps({"config": args.config, "ok": False, "problems": problems}, indent=2))
+            return 2
+        print(json.dumps({
+            "config": args.config, "ok": True, "pipeline": spec.name,
+            "steps": [{"name": s.name, "kind": s.kind} for s in spec.steps],
+            "parameters": {n: {"type": p.type, "default": p.default} for n, p in spec.parameters.items()},
+        }, indent=2, default=str))  # fmt: skip
+        return 0
     spec = _load(args.config)
     kinds = ", ".join(f"{s.name} ({s.kind})" for s in spec.steps)
     print(f"{args.config}: ok: pipeline '{spec.name}', {len(spec.steps)} steps: {kinds}")
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from pipelines.report import graph
+
+    compiled = _compile(args.config)
+    out = Path(args.out) if args.out else BUILD / f"{compiled.name}-graph.svg"
+    written = graph.write(json.loads(compiled.definition), out, title=compiled.name)
+    print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 
@@ -83,8 +109,98 @@ def cmd_run(args: argparse.Namespace) -> int:
     if status != "Succeeded":
         for line in remote.failure_report(arn):
             print(line, file=sys.stderr)
-        return 1
-    remote.download_results(arn, BUILD / name / arn.rsplit("/", 1)[-1])
+    _close_remote(remote, arn, BUILD / name / arn.rsplit("/", 1)[-1])
+    return 0 if status == "Succeeded" else 1
+
+
+def _close_remote(remote, arn: str, into: Path, write: bool = True) -> None:  # type: ignore[no-untyped-def]
+    """The closing summary of a SageMaker execution and its report, from what it describes and downloads."""
+    from pipelines.report import summary
+
+    view = remote.view(arn, into)
+    if write:
+        try:
+            from pipelines.report.html import write_report
+
+            write_report(view, into / "report.html")
+        except Exception as exc:  # the execution's outcome stands whatever happens to its report
+            print(f"warning: the report could not be written: {type(exc).__name__}: {exc}", file=sys.stderr)
+    for line in summary.lines(view):
+        print(line, flush=True)
+
+
+def _remote():  # type: ignore[no-untyped-def]
+    from pipelines.remote import Remote
+    from pipelines.settings import Settings
+
+    settings = Settings()
+    if not settings.region:
+        raise UsageError("no region: set SMP_REGION or AWS_REGION (in the environment or .smp.env)")
+    return Remote(settings)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from pipelines.views import console
+
+    name = (args.pipeline or _load(args.config).name) if (args.pipeline or args.config) else None
+    if not name:
+        raise UsageError("say which pipeline: python -m pipelines list CONFIG (or --pipeline NAME)")
+    executions = _remote().executions(name)
+    if args.json:
+        print(json.dumps(executions, indent=2, default=str))
+        return 0
+    table = Table("execution ARN", "status", "started", "display name")
+    for e in executions:
+        table.add_row(e["PipelineExecutionArn"], e.get("PipelineExecutionStatus", ""), str(e.get("StartTime", "")),
+                      e.get("PipelineExecutionDisplayName", ""))  # fmt: skip
+    console().print(table)
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from pipelines.report import summary
+
+    remote = _remote()
+    view = remote.view(args.execution, BUILD / view_dir(args.execution))
+    if args.json:
+        steps = {n: {"type": s.type, "status": s.status, "cache_hit": s.cache_hit, "failure_reason": s.failure_reason,
+                     "started": s.started, "ended": s.ended} for n, s in view.steps.items()}  # fmt: skip
+        print(json.dumps({"arn": args.execution, "pipeline": view.pipeline, "status": view.status,
+                          "parameters": view.parameters, "steps": steps, "failure": view.failure,
+                          "summary": summary.lines(view)}, indent=2, default=str))  # fmt: skip
+    else:
+        from rich.table import Table
+
+        from pipelines.views import console
+
+        table = Table("step", "type", "status", "cache", "reason")
+        for n, s in view.steps.items():
+            table.add_row(n, s.type, s.status, "hit" if s.cache_hit else "", s.failure_reason or "")
+        console().print(table)
+        if view.status != "Succeeded":
+            for line in remote.failure_report(args.execution):
+                print(line, file=sys.stderr)
+        for line in summary.lines(view):
+            print(line)
+    return 0 if view.status in ("Succeeded", "Executing") else 1
+
+
+def view_dir(arn: str) -> str:
+    """build/<pipeline>/<execution id>: where a SageMaker execution's results are downloaded."""
+    pipeline = arn.split(":pipeline/", 1)[-1].split("/", 1)[0]
+    return f"{pipeline}/{arn.rsplit('/', 1)[-1]}"
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    for line in _remote().step_logs(args.execution, args.step, args.tail):
+        print(line)
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    _remote().stop(args.execution)
     return 0
 
 
@@ -177,54 +293,128 @@ def cmd_local_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\nexecution {execution.id} Stopped (Ctrl-C): running jobs were stopped", file=sys.stderr)
         return 130
-    elapsed = (execution.ended or 0) - execution.started
-    hits = sum(s.cache_hit for s in execution.states.values())
-    print(f"execution {execution.id} {status} in {elapsed:.1f}s ({hits} cache hit(s))", flush=True)
-    local = f" --local{'' if args.root is None else f' --root {args.root}'}"
-    for state in execution.states.values():
+    status = execution.status
+    _close_execution(args, execution.id, store)
+    for state in execution.states.values():  # what to do next with what the run made
         result = state.result or {}
+        local = f" --local{'' if args.root is None else f' --root {args.root}'}"
         if state.status == "Succeeded" and "ModelPackageArn" in result:
-            print(f"registered {result['ModelPackageGroupName']} version {result['ModelPackageVersion']} "
-                  f"({result['ModelApprovalStatus']}): python -m pipelines registry describe "
+            print(f"    inspect it: python -m pipelines registry describe "
                   f"{result['ModelPackageGroupName']}:{result['ModelPackageVersion']}{local}")  # fmt: skip
         if state.status == "Succeeded" and "EndpointStatus" in result:
             name, root_flag = result["EndpointName"], local.replace(" --local", "")
-            print(f"endpoint {name} {result['EndpointStatus']} at {result.get('Url')}: "
-                  f"python -m pipelines invoke {name} IMAGE.png{local}  "
+            print(f"    call it: python -m pipelines invoke {name} IMAGE.png{local}  "
                   f"(stop it: python -m pipelines endpoints stop {name}{root_flag})")  # fmt: skip
-    if status != "Succeeded":
-        failure = execution.failure or {}
-        print(f"step '{failure.get('step')}' failed: {failure.get('reason')}", file=sys.stderr)
-        log = Path(failure.get("log", ""))
-        if log.is_file():
-            tail = log.read_text().splitlines()[-args.tail :]
-            print(f"--- last {len(tail)} lines of {log}", file=sys.stderr)
-            for line in tail:
-                print(f"    {line}", file=sys.stderr)
-        return 1
-    return 0
+    return 0 if status == "Succeeded" else 1
+
+
+def _close_execution(args: argparse.Namespace, execution_id: str, store, write: bool = True) -> None:  # type: ignore[no-untyped-def]
+    """The closing summary (after the failure, its reason and log, on stderr) and the HTML report."""
+    from pipelines.local.view import REPORT, load_view
+    from pipelines.report import summary
+
+    view = load_view(_root(args), execution_id, store)
+    if write:
+        try:
+            from pipelines.report.html import write_report
+
+            write_report(view, _root(args) / "executions" / view.id / REPORT)
+        except Exception as exc:  # the run's outcome stands whatever happens to its report
+            print(f"warning: the report could not be written: {type(exc).__name__}: {exc}", file=sys.stderr)
+    if view.status != "Succeeded":
+        log = Path((view.failure or {}).get("log") or "")
+        tail_lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+        for line in summary.failure_lines(view, tail_lines, args.tail):
+            print(line, file=sys.stderr)
+    for line in summary.lines(view):
+        print(line, flush=True)
 
 
 def cmd_local_list(args: argparse.Namespace) -> int:
     from pipelines.local.display import print_executions
     from pipelines.local.records import list_executions
 
-    print_executions(list_executions(_root(args)))
+    records = list_executions(_root(args))
+    if args.json:
+        keys = ("id", "pipeline", "status", "started", "ended", "failure")
+        print(json.dumps([{k: r.get(k) for k in keys} for r in records], indent=2))
+        return 0
+    print_executions(records)
     return 0
 
 
 def cmd_local_describe(args: argparse.Namespace) -> int:
     from pipelines.local.display import print_execution
-    from pipelines.local.records import load_execution
+    from pipelines.local.records import load_execution, resolve_id
+    from pipelines.local.view import load_view
+    from pipelines.report import summary
 
-    record = load_execution(_root(args), args.execution)
-    print_execution(record, _root(args) / "executions" / args.execution)
+    execution_id = resolve_id(_root(args), args.execution)
+    record = load_execution(_root(args), execution_id)
+    if args.json:
+        view = load_view(_root(args), execution_id, _store(args))
+        record["summary"] = summary.lines(view)
+        record["report"] = str(view.report) if view.report else None
+        print(json.dumps(record, indent=2))
+    else:
+        print_execution(record, _root(args) / "executions" / execution_id)
+        _close_execution(args, execution_id, _store(args), write=False)
     return 0 if record["status"] in ("Succeeded", "Executing") else 1
 
 
-def cmd_local_logs(args: argparse.Namespace) -> int:
-    from pipelines.local.records import load_execution
+def cmd_local_gc(args: argparse.Namespace) -> int:
+    from pipelines.local.gc import collect, plan
 
+    if args.keep is None and args.older_than is None:
+        raise UsageError("say what to keep: --keep N (the newest N executions) and/or --older-than DAYS")
+    if (args.keep is not None and args.keep < 0) or (args.older_than is not None and args.older_than < 0):
+        raise UsageError("--keep and --older-than take numbers >= 0")
+    store = _store(args)
+    garbage = plan(_root(args), store, args.keep, args.older_than)
+    verb = "would free" if args.dry_run else "freed"
+    if not args.dry_run:
+        collect(_root(args), store, garbage)
+    print(f"{verb} {garbage.bytes / 1e6:.1f} MB: {len(garbage.executions)} execution(s), "
+          f"{len(garbage.outputs)} output(s); {len(garbage.kept_outputs)} output(s) kept because a cache entry, "
+          "a registered model, an endpoint or a kept execution still reads them")  # fmt: skip
+    for execution_id in garbage.executions:
+        print(f"    {'would remove' if args.dry_run else 'removed'} execution {execution_id}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """The HTML report of a local execution (an id, or latest), or of a SageMaker one (its ARN)."""
+    from pipelines.report.html import write_report
+
+    if args.execution.startswith("arn:"):
+        from pipelines.remote import Remote
+        from pipelines.settings import Settings
+
+        remote = Remote(Settings())
+        into = BUILD / view_dir(args.execution)
+        view = remote.view(args.execution, into)
+        out = Path(args.out) if args.out else into / "report.html"
+    else:
+        from pipelines.local.records import resolve_id
+        from pipelines.local.view import REPORT, load_view
+
+        execution_id = resolve_id(_root(args), args.execution)
+        view = load_view(_root(args), execution_id, _store(args))
+        out = Path(args.out) if args.out else _root(args) / "executions" / execution_id / REPORT
+    print(f"wrote {write_report(view, out)}")
+    return 0
+
+
+def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from pipelines.local.store import ObjectStore
+
+    return ObjectStore(_root(args) / "s3", _mounts(getattr(args, "mount", None) or ["sm-pipelines-data=data"]))
+
+
+def cmd_local_logs(args: argparse.Namespace) -> int:
+    from pipelines.local.records import load_execution, resolve_id
+
+    args.execution = resolve_id(_root(args), args.execution)
     record = load_execution(_root(args), args.execution)
     if args.step not in record["steps"]:
         from pipelines.suggest import did_you_mean
@@ -247,6 +437,8 @@ def cmd_local_logs(args: argparse.Namespace) -> int:
             known = f"; trials: {', '.join(trials)}" if trials else f"; step '{args.step}' ran no trials"
             raise UsageError(f"no trial '{args.trial}'" + (f" ({hint})" if hint else "") + known)
         log = step_dir / "trials" / names[0] / "log.txt"
+    if args.follow:
+        return _follow(args, log)
     if not log.exists():
         print(f"step '{args.step}' wrote no log (status {record['steps'][args.step]['status']})")
         return 0
@@ -254,6 +446,36 @@ def cmd_local_logs(args: argparse.Namespace) -> int:
     for line in lines[-args.tail :] if args.tail else lines:
         print(line)
     return 0
+
+
+FINISHED = ("Succeeded", "Failed", "Stopped", "Skipped", "NotRun")
+
+
+def _follow(args: argparse.Namespace, log: Path, poll: float = 0.3) -> int:
+    """Print the log as it grows until the step (and, for a trial, its log) is finished; Ctrl-C stops."""
+    import time
+
+    from pipelines.local.records import load_execution
+
+    position = 0
+    try:
+        while True:
+            record = load_execution(_root(args), args.execution)
+            done = record["steps"][args.step]["status"] in FINISHED or record["status"] != "Executing"
+            if log.exists():
+                with open(log, "rb") as fh:
+                    fh.seek(position)
+                    chunk = fh.read()
+                # only whole lines: the rest is printed once its newline is written
+                whole = chunk if done else chunk[: chunk.rfind(b"\n") + 1]
+                position += len(whole)
+                sys.stdout.write(whole.decode(errors="replace"))
+                sys.stdout.flush()
+            if done:
+                return 0
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        return 130
 
 
 # --------------------------------------------------------------------------- registry, endpoints, invoke
@@ -436,6 +658,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("validate", cmd_validate, "check a spec without compiling it (make validate)")
     p.add_argument("config")
+    p.add_argument("--json", action="store_true", help="the result (or the problems) as JSON")
+    p = command("graph", cmd_graph, "draw the compiled pipeline as SVG and PNG (make pipeline-graph)")
+    p.add_argument("config")
+    p.add_argument("--out", help="SVG file; the PNG goes beside it (default build/<pipeline>-graph.svg)")
+    p = command("report", cmd_report, "write an execution's HTML report again (a local id, latest, or an ARN)")
+    p.add_argument("execution", metavar="ID|latest|ARN")
+    p.add_argument("--root", help="run root of a local execution (default: $SMP_LOCAL_ROOT or runs)")
+    p.add_argument("--out", help="HTML file (default: report.html in the execution's directory)")
     p = command("definition", cmd_definition, "compile a spec to its definition JSON (make pipeline-definition)")
     p.add_argument("config")
     p.add_argument("--out", help="output file (default build/<pipeline>.json)")
@@ -445,6 +675,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("params", nargs="*", metavar="Name=Value", help="parameter overrides")
     p.add_argument("--no-wait", action="store_true", help="return once the execution has started")
+    p = command("list", cmd_list, "a pipeline's SageMaker executions, newest first")
+    p.add_argument("config", nargs="?", help="the spec naming the pipeline")
+    p.add_argument("--pipeline", help="the pipeline's name instead of a spec")
+    p.add_argument("--json", action="store_true")
+    p = command(
+        "describe", cmd_describe, "a SageMaker execution: each step, the summary (results downloaded to build/)"
+    )
+    p.add_argument("execution", metavar="EXECUTION_ARN")
+    p.add_argument("--json", action="store_true")
+    p = command("logs", cmd_logs, "a SageMaker step's CloudWatch logs, every host (a tuning step: every training job)")
+    p.add_argument("execution", metavar="EXECUTION_ARN")
+    p.add_argument("step")
+    p.add_argument("--tail", type=int, default=0, help="only the last N lines of each log stream")
+    p = command("stop", cmd_stop, "stop a SageMaker execution")
+    p.add_argument("execution", metavar="EXECUTION_ARN")
     local = sub.add_parser("local", help="run pipelines on this machine, without Docker or AWS (make pipeline-local)")
     local_sub = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
     root_help = "run root holding the object store, cache and executions (default: $SMP_LOCAL_ROOT or runs)"
@@ -476,17 +721,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = local_sub.add_parser("list", help="executions under the run root, newest first")
     p.set_defaults(func=cmd_local_list)
     p.add_argument("--root", help=root_help)
-    p = local_sub.add_parser("describe", help="one execution: parameters and each step's status")
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p = local_sub.add_parser("describe", help="one execution: parameters, each step's status, the summary")
     p.set_defaults(func=cmd_local_describe)
-    p.add_argument("execution")
+    p.add_argument("execution", metavar="ID|latest")
     p.add_argument("--root", help=root_help)
+    p.add_argument("--json", action="store_true", help="the record and the summary as JSON")
+    p.add_argument("--tail", type=int, default=30, help="log lines shown for a failed step")
     p = local_sub.add_parser("logs", help="a step's full log")
     p.set_defaults(func=cmd_local_logs)
-    p.add_argument("execution")
+    p.add_argument("execution", metavar="ID|latest")
     p.add_argument("step")
     p.add_argument("--root", help=root_help)
     p.add_argument("--tail", type=int, default=0, help="only the last N lines")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing as the step writes, until it ends")
     p.add_argument("--trial", help="a tuning step's training job: its name, or its number (1, 2, ...)")
+    p = local_sub.add_parser("gc", help="remove old executions and the outputs nothing kept still needs")
+    p.set_defaults(func=cmd_local_gc)
+    p.add_argument("--keep", type=int, help="keep the newest N executions")
+    p.add_argument("--older-than", type=float, metavar="DAYS", help="remove executions started over DAYS ago")
+    p.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+    p.add_argument("--root", help=root_help)
+    p.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="BUCKET=DIR",
+        help="buckets served from your directories (never touched; default sm-pipelines-data=data)",
+    )
     registry = sub.add_parser(
         "registry", help="model packages: list, describe, approve, reject (SageMaker, or --local)"
     )

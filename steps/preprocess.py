@@ -9,8 +9,9 @@ Two input layouts, detected from the columns (or named with ``--layout``):
 
 Every label column is a head. Output, under ``--output``: one directory per split (``train``,
 ``validation``, ``test``), each with ``images_NNNNN.npy`` shards of shape (N, C, H, W), ``labels_<head>.npy``
-(int64) and ``manifest.json``. Everything is written to a temporary directory first and moved into place
-only when the whole run succeeded.
+(int64), ``image_ids.txt`` (the source's ``image_id`` per image, else ``<file>:<row>``) and
+``manifest.json``. Everything is written to a temporary directory first and moved into place only when
+the whole run succeeded. Progress is printed as ``preprocess: <done>/<total> rows`` per row group.
 
 Wide files are read one row group and one block of columns at a time (reading a wide file whole is
 known to take over 15 GB for the Bengali data), encoded files one row group at a time, so peak memory
@@ -40,6 +41,7 @@ import pyarrow.parquet as pq
 
 SPLITS = ("train", "validation", "test")
 ID_COLUMN = "image_id"
+IDS_FILE = "image_ids.txt"  # one image id per line, in the split's order (evaluation's predictions.csv keys)
 
 
 class InputError(Exception):
@@ -73,6 +75,7 @@ class Source:
     split: np.ndarray  # (N,) index into SPLITS
     image_column: str | None = None
     rows_per_file: list[int] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)  # one per row, in input order (written per split)
 
 
 # --------------------------------------------------------------------------- reading the input
@@ -214,6 +217,7 @@ def scan_wide(files: list[Path], labels_csv: Path, args: argparse.Namespace, opt
     row_of = {image_id: i for i, image_id in enumerate(table.column(ID_COLUMN).to_pylist())}
     order: list[np.ndarray] = []
     rows_per_file = []
+    image_ids: list[str] = []
     for path in files:
         pf = open_parquet(path)
         check_wide_schema(path, pf.schema_arrow, opts.wide_shape)
@@ -231,12 +235,13 @@ def scan_wide(files: list[Path], labels_csv: Path, args: argparse.Namespace, opt
             idx[r] = found
         order.append(idx)
         rows_per_file.append(len(ids))
+        image_ids += [str(i) for i in ids.to_pylist()]
     heads = _label_columns(table, args.label_columns, {ID_COLUMN}, str(labels_csv))
     taken = table.take(pa.array(np.concatenate(order)))
     labels, names, counts = _encode_labels(
         {h: taken.column(h) for h in heads}, heads, args.num_classes, str(labels_csv)
     )
-    return Source(files, "wide", heads, labels, names, counts, np.empty(0), None, rows_per_file)
+    return Source(files, "wide", heads, labels, names, counts, np.empty(0), None, rows_per_file, image_ids)
 
 
 def scan_encoded(files: list[Path], args: argparse.Namespace) -> Source:
@@ -244,6 +249,7 @@ def scan_encoded(files: list[Path], args: argparse.Namespace) -> Source:
     heads: list[str] = []
     image_column = args.image_column
     rows_per_file = []
+    image_ids: list[str] = []
     for path in files:
         pf = open_parquet(path)
         schema = pf.schema_arrow
@@ -261,9 +267,13 @@ def scan_encoded(files: list[Path], args: argparse.Namespace) -> Source:
         for h in heads:
             parts.setdefault(h, []).append(table.column(h))
         rows_per_file.append(table.num_rows)
+        if ID_COLUMN in table.column_names:
+            image_ids += [str(i) for i in table.column(ID_COLUMN).to_pylist()]
+        else:  # no id column: the file and row say which image it is
+            image_ids += [f"{path.stem}:{row}" for row in range(table.num_rows)]
     columns = {h: pa.chunked_array([c for p in parts[h] for c in p.chunks]) for h in heads}
     labels, names, counts = _encode_labels(columns, heads, args.num_classes, str(files[0]))
-    return Source(files, "encoded", heads, labels, names, counts, np.empty(0), image_column, rows_per_file)
+    return Source(files, "encoded", heads, labels, names, counts, np.empty(0), image_column, rows_per_file, image_ids)
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
@@ -605,6 +615,8 @@ def _write_splits(source: Source, opts: Options, channels: int, counts: dict[str
             batch = np.stack(by_shape)
             emit(batch, start)
             start += len(batch)
+            rate = start / (time.time() - t0)
+            print(f"preprocess: {start}/{len(source.labels)} rows ({rate:.0f} rows/s)", flush=True)
     if start != len(source.labels):
         raise InputError(f"read {start} images but found {len(source.labels)} labels")
     for w in writers.values():
@@ -617,6 +629,8 @@ def _write_splits(source: Source, opts: Options, channels: int, counts: dict[str
         mask = source.split == i
         for j, head in enumerate(source.heads):
             np.save(staging / split / f"labels_{head}.npy", source.labels[mask, j])
+        ids = np.asarray(source.ids, dtype=object)[mask]
+        (staging / split / IDS_FILE).write_text("".join(f"{i}\n" for i in ids))
         splits[split] = {"size": counts[split], "shards": writers[i].files}
     mean, std = writers[0].stats()
     assert shape is not None
@@ -670,8 +684,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--input", nargs="+", default=["/opt/ml/processing/input/data"], help="parquet files or directories")
     p.add_argument("--labels", help="labels CSV for the wide layout (default: train.csv beside the parquet files)")
-    p.add_argument("--output", help="directory receiving train/ validation/ test/ (default: the parent of the "
-                   "--train/--validation/--test directories, else /opt/ml/processing/output)")
+    p.add_argument(
+        "--output",
+        help="directory receiving train/ validation/ test/ (default: the parent of the "
+        "--train/--validation/--test directories, else /opt/ml/processing/output)",
+    )
     p.add_argument("--train", help="directory for the train split (default: OUTPUT/train)")
     p.add_argument("--validation", help="directory for the validation split (default: OUTPUT/validation)")
     p.add_argument("--test", help="directory for the test split (default: OUTPUT/test)")

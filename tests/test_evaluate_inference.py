@@ -74,7 +74,7 @@ def test_predict_fn_agrees_with_the_evaluation(evaluation: Path, digits_shards: 
     matrices = json.loads((evaluation / "confusion_matrices.json").read_text())
     served_confusion = np.bincount(data.labels[:, 0] * 10 + served, minlength=100).reshape(10, 10)
     assert served_confusion.tolist() == matrices["label"]["matrix"]
-    assert (served == evaluate_mod.predict_split(predictor, data, 37)["label"]).all()
+    assert (served == evaluate_mod.predict_split(predictor, data, 37).predicted["label"]).all()
 
 
 def test_weighted_recall_weights_heads_two_one_one() -> None:

@@ -116,7 +116,10 @@ def test_quickstart_tunes_with_ddp_trials_and_evaluates_the_best_trials_model(
     assert (staged / "model.tar.gz").read_bytes() == store.path(best_uri).read_bytes()
     report = evaluation["PropertyFiles"]["evaluate-report"]
     assert report["metrics"]["weighted_recall"]["value"] > 0.8
-    assert json.loads((run_dir / "steps" / "quality-gate" / "result.json").read_text()) == {"Outcome": "True"}
+    gate = json.loads((run_dir / "steps" / "quality-gate" / "result.json").read_text())
+    assert gate["Outcome"] == "True"
+    [check] = gate["Evaluations"]  # both sides of the comparison, for the summary and the report
+    assert check["LeftValue"] == report["metrics"]["weighted_recall"]["value"] and check["RightValue"] == 0.8
     assert json.loads((run_dir / "parameters.json").read_text())["Epochs"] == 2
     assert json.loads((run_dir / "definition.json").read_text())["Version"] == "2020-12-01"
 
@@ -223,8 +226,10 @@ def test_a_failing_script_fails_the_execution_shows_its_log_and_starts_nothing_d
     )
     assert code == 1
     err = capsys.readouterr().err
-    assert "step 'preprocess' failed: AlgorithmError: preprocess.py exited with status 2" in err
-    assert "preprocess: error:" in err and "broken.parquet: not a readable parquet file" in err
+    # the reason holds the script's own error line, not only its exit status
+    assert "step 'preprocess' failed: AlgorithmError: preprocess: error: " in err
+    assert "broken.parquet: not a readable parquet file" in err.splitlines()[0]
+    assert err.splitlines()[0].endswith("(preprocess.py exited with status 2)")
     record = latest(tmp_path / "runs")
     assert record["status"] == "Failed"
     assert {n: s["status"] for n, s in record["steps"].items()} == {
@@ -713,7 +718,7 @@ def test_quickstart_registers_a_version_and_its_endpoint_predicts_as_evaluate_do
     test_dir = run_dir / "steps" / "evaluate" / "sandbox" / "opt" / "ml" / "processing" / "input" / "test"
     data = evaluate.ShardDataset(test_dir)
     # the same batches both ways: a near tie may fall either way under another batch's float rounding
-    expected = evaluate.predict_split(evaluate.model_fn(str(model_dir)), data, 200)["label"]
+    expected = evaluate.predict_split(evaluate.model_fn(str(model_dir)), data, 200).predicted["label"]
     images = np.concatenate([np.load(p) for p in sorted(test_dir.glob("images_*.npy"))])
     port = served["port"]
     got = []

@@ -251,3 +251,141 @@ def _processing_job(name: str, uri: str) -> dict:
             ]
         },
     }
+
+
+# --------------------------------------------------------------------------- list, describe, logs, stop
+
+
+@mock_aws
+def test_describe_builds_the_summary_and_report_from_the_api_downloads_and_logs(tmp_path: Path) -> None:
+    import datetime
+
+    from pipelines.report import summary
+    from pipelines.report.html import write_report
+
+    s3, logs = boto3.client("s3"), boto3.client("logs")
+    s3.create_bucket(Bucket="bucket")
+    s3.put_object(Bucket="bucket", Key="digits/train/job-1/output/model.tar.gz", Body=b"model")
+    evaluation = {"metrics": {"weighted_recall": {"value": 0.91}}, "samples": 269}
+    s3.put_object(Bucket="bucket", Key="digits/exec/evaluate/evaluation/evaluation.json", Body=json.dumps(evaluation))
+    s3.put_object(
+        Bucket="bucket",
+        Key="digits/exec/evaluate/evaluation/confusion_matrices.json",
+        Body=json.dumps({"label": {"labels": [0, 1], "matrix": [[5, 1], [0, 4]]}}),
+    )
+    logs.create_log_group(logGroupName="/aws/sagemaker/TrainingJobs")
+    logs.create_log_stream(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName="job-1/algo-1-1")
+    lines = [f"epoch={e} train_loss={1 / e:.3f} val_weighted_recall={0.5 + e / 10:.2f}" for e in (1, 2, 3)]
+    logs.put_log_events(
+        logGroupName="/aws/sagemaker/TrainingJobs",
+        logStreamName="job-1/algo-1-1",
+        logEvents=[{"timestamp": _now_ms() + i, "message": m} for i, m in enumerate(lines)],
+    )
+    compiled = compile_pipeline(load_spec(ROOT / "config" / "digits.yaml"), SETTINGS)
+    remote = Remote(SETTINGS, echo=lambda _: None)
+    sm = Stubber(remote.sm)
+    arn = {"PipelineExecutionArn": EXEC_ARN}
+    start = datetime.datetime(2026, 11, 25, 10, 0, tzinfo=datetime.UTC)
+    steps = [
+        _step("train", "Succeeded", ("TrainingJob", "job-1")) | {"StartTime": start},
+        _step("evaluate", "Succeeded", ("ProcessingJob", "job-2")) | {"StartTime": start},
+        {"StepName": "quality-gate", "StepStatus": "Succeeded", "Metadata": {"Condition": {"Outcome": "True"}}},
+    ]
+    job = _training_job("job-1", "s3://bucket/digits/train/job-1/output/model.tar.gz")
+    job["AlgorithmSpecification"]["MetricDefinitions"] = [
+        {"Name": "train_loss", "Regex": "train_loss=([0-9.]+)"},
+        {"Name": "val_weighted_recall", "Regex": "val_weighted_recall=([0-9.]+)"},
+    ]
+    job["FinalMetricDataList"] = [{"MetricName": "val_weighted_recall", "Value": 0.8, "Timestamp": start}]
+    sm.add_response(
+        "describe_pipeline_execution",
+        {
+            "PipelineExecutionStatus": "Succeeded",
+            "CreationTime": start,
+            "LastModifiedTime": start + datetime.timedelta(minutes=12),
+        },
+        arn,
+    )
+    sm.add_response("describe_pipeline_definition_for_execution", {"PipelineDefinition": compiled.definition}, arn)
+    sm.add_response(
+        "list_pipeline_parameters_for_execution",
+        {"PipelineParameters": [{"Name": "AccuracyThreshold", "Value": "0.8"}]},
+        arn,
+    )
+    listing = arn | {"SortOrder": "Ascending"}
+    sm.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": steps}, listing)
+    sm.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": steps}, listing)  # downloads
+    sm.add_response("describe_training_job", job, {"TrainingJobName": "job-1"})
+    sm.add_response(
+        "describe_processing_job",
+        _processing_job("job-2", "s3://bucket/digits/exec/evaluate/evaluation"),
+        {"ProcessingJobName": "job-2"},
+    )
+    sm.add_response("describe_training_job", job, {"TrainingJobName": "job-1"})
+    with sm:
+        view = remote.view(EXEC_ARN, tmp_path)
+    said = summary.lines(view)
+    assert said[0] == "execution abc123 of digits-quickstart: Succeeded in 720.0s (0 cache hit(s))"
+    assert "gate 'Quality gate': evaluate weighted_recall = 0.91 >= AccuracyThreshold = 0.8: passed" in said
+    assert "train: training job job-1: val_weighted_recall=0.8" in said
+    assert (
+        f"    model: {tmp_path / 'train' / 'model.tar.gz'} (s3://bucket/digits/train/job-1/output/model.tar.gz)" in said
+    )
+    assert "evaluate: weighted_recall=0.91 on 269 images" in said
+    assert view.curves["job-1"] == {"train_loss": [1.0, 0.5, 0.333], "val_weighted_recall": [0.6, 0.7, 0.8]}
+    page = write_report(view, tmp_path / "report.html").read_text()
+    assert 'data-figure="curves"' in page and 'data-figure="confusion-label"' in page and "SageMaker" in page
+
+
+@mock_aws
+def test_list_logs_and_stop_a_sagemaker_execution(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pipelines.cli as cli
+
+    logs = boto3.client("logs")
+    logs.create_log_group(logGroupName="/aws/sagemaker/TrainingJobs")
+    for host in (1, 2):
+        stream = f"job-1/algo-{host}-1"
+        logs.create_log_stream(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream)
+        logs.put_log_events(
+            logGroupName="/aws/sagemaker/TrainingJobs",
+            logStreamName=stream,
+            logEvents=[{"timestamp": _now_ms(), "message": f"host {host} line {i}"} for i in range(3)],
+        )
+    remote = Remote(SETTINGS, echo=print)
+    monkeypatch.setattr(cli, "_remote", lambda: remote)
+    sm = Stubber(remote.sm)
+    sm.add_response(
+        "list_pipeline_executions",
+        {"PipelineExecutionSummaries": [{"PipelineExecutionArn": EXEC_ARN, "PipelineExecutionStatus": "Executing"}]},
+        {"PipelineName": "digits-quickstart", "SortBy": "CreationTime", "SortOrder": "Descending"},
+    )
+    listing = {"PipelineExecutionArn": EXEC_ARN, "SortOrder": "Ascending"}
+    sm.add_response(
+        "list_pipeline_execution_steps",
+        {"PipelineExecutionSteps": [_step("train", "Executing", ("TrainingJob", "job-1"))]},
+        listing,
+    )
+    sm.add_response("stop_pipeline_execution", {"PipelineExecutionArn": EXEC_ARN}, {"PipelineExecutionArn": EXEC_ARN})
+    with sm:
+        assert main(["list", "config/digits.yaml", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)[0]["PipelineExecutionArn"] == EXEC_ARN
+        assert main(["logs", EXEC_ARN, "train"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out == [
+            "--- job-1/algo-1-1",
+            "host 1 line 0",
+            "host 1 line 1",
+            "host 1 line 2",
+            "--- job-1/algo-2-1",
+            "host 2 line 0",
+            "host 2 line 1",
+            "host 2 line 2",
+        ]
+        assert main(["stop", EXEC_ARN]) == 0
+        assert f"stopping {EXEC_ARN}" in capsys.readouterr().out
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)  # CloudWatch (and moto) refuse events from weeks ago

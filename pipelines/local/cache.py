@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from pipelines.local.files import write_atomic
+from pipelines.files import write_atomic
 from pipelines.local.runners import Runner
 from pipelines.local.store import ObjectStore
 

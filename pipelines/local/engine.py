@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.definition import references
 from pipelines.local.cache import StepCache, cache_key
 from pipelines.local.expressions import ExpressionError, Resolver
 from pipelines.local.records import write_record
@@ -89,21 +90,6 @@ def flatten(steps: list[dict[str, Any]], branch: tuple[str, str] | None = None) 
         runner = RUNNERS.get(step.get("Type", ""))
         for key, nested in (runner.branches(step) if runner else {}).items():
             yield from flatten(nested, (step["Name"], key))
-
-
-def references(value: Any) -> set[str]:
-    """Names of the steps a value reads from (``Steps.<name>...``)."""
-    found: set[str] = set()
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if k == "Get" and isinstance(v, str) and v.startswith("Steps."):
-                found.add(v.split(".")[1])
-            else:
-                found |= references(v)
-    elif isinstance(value, list):
-        for v in value:
-            found |= references(v)
-    return found
 
 
 def build_graph(definition: dict[str, Any]) -> dict[str, StepState]:
@@ -355,7 +341,8 @@ class Execution:
             stopped = self.stopping.is_set()
             with self.lock:
                 if self.failure is None and not stopped:
-                    self.failure = {"step": state.name, "reason": reason, "log": str(log_path)}
+                    excerpt = exc.excerpt if isinstance(exc, StepFailed) else []
+                    self.failure = {"step": state.name, "reason": reason, "log": str(log_path), "excerpt": excerpt}
             self._set(state, "Stopped" if stopped else "Failed", ended=time.time(), failure_reason=reason)
         finally:
             log_file.close()

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipelines.local.files import write_atomic
+from pipelines.files import write_atomic
 
 
 class RecordError(Exception):
@@ -29,7 +29,22 @@ def list_executions(root: Path) -> list[dict[str, Any]]:
     return out
 
 
+LATEST = "latest"
+
+
+def resolve_id(root: Path, execution_id: str) -> str:
+    """An execution id as given, or ``latest``: the newest execution under the run root."""
+    if execution_id != LATEST:
+        return execution_id
+    ids = sorted(p.parent.name for p in (Path(root) / "executions").glob("*/execution.json"))
+    if not ids:
+        raise RecordError(f"no executions under {root} yet: 'latest' names none (make pipeline-local starts one)")
+    return ids[-1]
+
+
 def load_execution(root: Path, execution_id: str) -> dict[str, Any]:
+    """The record of an execution id (or ``latest``)."""
+    execution_id = resolve_id(root, execution_id)
     path = Path(root) / "executions" / execution_id / "execution.json"
     if not path.exists():
         known = [e["id"] for e in list_executions(root)][:5]

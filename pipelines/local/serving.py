@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines.local.files import write_atomic
+from pipelines.files import write_atomic
 
 HOST = "127.0.0.1"
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints take at most 6 MB per request

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from pipelines.parameters import as_api_value
-from pipelines.remote.jobs import JOBS
+from pipelines.remote.jobs import JOBS, trials
 from pipelines.settings import PLACEHOLDER_BUCKET, Settings
 
 TERMINAL = ("Succeeded", "Failed", "Stopped")
@@ -179,11 +179,7 @@ class Remote:
             return
 
     def log_tails(self, group: str, job_name: str, tail: int) -> list[tuple[str, list[str]]]:
-        out = []
-        for stream in list(self.log_streams(group, job_name)):
-            page = self.logs.get_log_events(logGroupName=group, logStreamName=stream, limit=tail, startFromHead=False)
-            out.append((stream, [e["message"].rstrip() for e in page.get("events", [])]))
-        return out
+        return [(stream, self.log_tails_of(group, stream, tail)) for stream in list(self.log_streams(group, job_name))]
 
     # ----------------------------------------------------------------- success: fetch results
 
@@ -197,15 +193,85 @@ class Remote:
             if kind is None or not job_name:
                 continue
             for file_name, uri in kind.results(self.sm, job_name).items():
-                fetched.append(self._download(uri, into / step["StepName"] / file_name))
+                path = self._download(uri, into / step["StepName"] / file_name)
+                if path is not None:
+                    fetched.append(path)
         return fetched
 
-    def _download(self, uri: str, path: Path) -> Path:
+    def _download(self, uri: str, path: Path) -> Path | None:
+        """The object at ``path``; None when there is no such object (an older evaluate.py wrote fewer files)."""
+        from botocore.exceptions import ClientError
+
         bucket, key = _s3_parts(uri)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.s3.download_file(bucket, key, str(path))
+        try:
+            self.s3.download_file(bucket, key, str(path))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
         self.echo(f"downloaded {uri} -> {path}")
         return path
+
+    # ----------------------------------------------------------------- list, logs, stop
+
+    def executions(self, pipeline: str) -> list[dict[str, Any]]:
+        pages = self.sm.get_paginator("list_pipeline_executions").paginate(
+            PipelineName=pipeline, SortBy="CreationTime", SortOrder="Descending"
+        )
+        return [e for page in pages for e in page.get("PipelineExecutionSummaries", [])]
+
+    def step_logs(self, execution_arn: str, step_name: str, tail: int = 0) -> list[str]:
+        """Every host's log of one step's job (a tuning step's: each training job's), ``tail`` lines each."""
+        steps = {s["StepName"]: s for s in self.steps(execution_arn)}
+        if step_name not in steps:
+            from pipelines.suggest import did_you_mean
+
+            hint = did_you_mean(step_name, steps)
+            raise RemoteError(f"the execution has no step '{step_name}'" + (f"; {hint}" if hint else ""))
+        job_type, job_name = job_of(steps[step_name])
+        kind = JOBS.get(job_type or "")
+        if kind is None or not job_name:
+            return [f"step '{step_name}' ran no job with logs (status {steps[step_name]['StepStatus']})"]
+        lines: list[str] = []
+        jobs = [t["TrainingJobName"] for t in trials(self.sm, job_name)] if job_type == "TuningJob" else [job_name]
+        for log_job in jobs:
+            for stream in list(self.log_streams(kind.log_group, log_job)):
+                lines.append(f"--- {stream}")
+                if tail:
+                    lines += self.log_tails_of(kind.log_group, stream, tail)
+                else:
+                    lines += self.log_events(kind.log_group, stream)
+        return lines
+
+    def log_events(self, group: str, stream: str, limit: int = 100_000) -> list[str]:
+        """A log stream from its start, page by page (a page repeats its token at the end)."""
+        out: list[str] = []
+        token = None
+        while len(out) < limit:
+            kwargs: dict[str, Any] = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
+            if token:
+                kwargs["nextToken"] = token
+            page = self.logs.get_log_events(**kwargs)
+            out += [e["message"].rstrip() for e in page.get("events", [])]
+            if not page.get("events") or page.get("nextForwardToken") in (None, token):
+                break
+            token = page["nextForwardToken"]
+        return out
+
+    def log_tails_of(self, group: str, stream: str, tail: int) -> list[str]:
+        page = self.logs.get_log_events(logGroupName=group, logStreamName=stream, limit=tail, startFromHead=False)
+        return [e["message"].rstrip() for e in page.get("events", [])]
+
+    def stop(self, execution_arn: str) -> None:
+        self.sm.stop_pipeline_execution(PipelineExecutionArn=execution_arn)
+        self.echo(f"stopping {execution_arn}")
+
+    def view(self, execution_arn: str, into: Path):  # type: ignore[no-untyped-def]
+        """The execution as a `RunView` (results downloaded into ``into``), for the summary and the report."""
+        from pipelines.remote.view import build_view
+
+        return build_view(self, execution_arn, into)
 
 
 def job_of(step: dict[str, Any]) -> tuple[str | None, str | None]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from pipelines.report.view import EVALUATION_FILES
+
 TRAINING_LOGS = "/aws/sagemaker/TrainingJobs"
 PROCESSING_LOGS = "/aws/sagemaker/ProcessingJobs"
 
@@ -38,10 +40,9 @@ class TrainingJob:
 class TuningJob:
     log_group = TRAINING_LOGS
 
-    def log_jobs(self, sm: Any, job_name: str) -> list[str]:
-        paginator = sm.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job")
-        pages = paginator.paginate(HyperParameterTuningJobName=job_name, StatusEquals="Failed")
-        return [s["TrainingJobName"] for page in pages for s in page.get("TrainingJobSummaries", [])]
+    def log_jobs(self, sm: Any, job_name: str, status: str | None = "Failed") -> list[str]:
+        """Its training jobs (by default the failed ones, which explain a failure)."""
+        return [s["TrainingJobName"] for s in trials(sm, job_name, status)]
 
     def results(self, sm: Any, job_name: str) -> dict[str, str]:
         tuning = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=job_name)
@@ -58,9 +59,23 @@ class ProcessingJob:
     def results(self, sm: Any, job_name: str) -> dict[str, str]:
         job = sm.describe_processing_job(ProcessingJobName=job_name)
         for output in job.get("ProcessingOutputConfig", {}).get("Outputs", []):
-            if output["OutputName"] == "evaluation":  # an evaluation step's report
-                return {"evaluation.json": output["S3Output"]["S3Uri"].rstrip("/") + "/evaluation.json"}
+            if output["OutputName"] == "evaluation":  # an evaluation step's report, predictions and images
+                prefix = output["S3Output"]["S3Uri"].rstrip("/")
+                return {name: f"{prefix}/{name}" for name in EVALUATION_FILES}
         return {}
+
+
+def trials(sm: Any, tuning_job: str, status: str | None = None) -> list[dict[str, Any]]:
+    """A tuning job's training job summaries, in the order they were created."""
+    paginator = sm.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job")
+    kwargs: dict[str, Any] = {
+        "HyperParameterTuningJobName": tuning_job,
+        "SortBy": "CreationTime",
+        "SortOrder": "Ascending",
+    }
+    if status:
+        kwargs["StatusEquals"] = status
+    return [s for page in paginator.paginate(**kwargs) for s in page.get("TrainingJobSummaries", [])]
 
 
 # Metadata key of a pipeline step -> what its job leaves behind

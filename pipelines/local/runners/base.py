@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -28,11 +29,43 @@ OPT_ML = "/opt/ml/"
 
 
 class StepFailed(Exception):
-    """A step that did not succeed; ``cause`` is what retry policies match (e.g. SageMaker.JOB_INTERNAL_ERROR)."""
+    """A step that did not succeed; ``cause`` is what retry policies match (e.g. SageMaker.JOB_INTERNAL_ERROR);
+    ``excerpt`` the log lines that explain it (the first traceback), when the job printed one."""
 
-    def __init__(self, reason: str, cause: str = "AlgorithmError"):
+    def __init__(self, reason: str, cause: str = "AlgorithmError", excerpt: list[str] | None = None):
         super().__init__(reason)
-        self.reason, self.cause = reason, cause
+        self.reason, self.cause, self.excerpt = reason, cause, excerpt or []
+
+
+_RANK_PREFIX = re.compile(r"^\[(?:rank|default)\d+\]:\s?")
+_WRAPPERS = ("ChildFailedError", "SystemExit")  # torchrun's own report of a failed rank, not the cause
+
+
+class RootCause:
+    """Watches a job's output for what made it fail: the first traceback that is not torchrun's own report
+    of a failed rank (its workers print theirs first), else the first ``<script>: error: ...`` line."""
+
+    def __init__(self) -> None:
+        self.excerpt: list[str] = []
+        self.message: str | None = None
+        self._block: list[str] | None = None
+
+    def feed(self, line: str) -> None:
+        if self.message is not None:
+            return
+        line = _RANK_PREFIX.sub("", line)
+        if self._block is None:
+            if line.startswith("Traceback (most recent call last)"):
+                self._block = [line]
+            elif re.match(r"^[\w.-]+: error: ", line):
+                self.message, self.excerpt = line, [line]
+            return
+        self._block.append(line)
+        if line and not line[0].isspace() and not line.startswith(("Traceback", "During handling", "The above")):
+            if line.split(":")[0].rsplit(".", 1)[-1] in _WRAPPERS:
+                self._block = None  # a wrapper's traceback: keep looking
+            elif len(self._block) > 1:
+                self.message, self.excerpt, self._block = line, self._block[-60:], None
 
 
 @dataclass
@@ -102,11 +135,13 @@ class Job:
         with self.lock:
             self.processes.add(proc)
         self._current = proc
+        cause = RootCause()
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
                 line = line.rstrip("\n")
                 self.log(line)
+                cause.feed(line)
                 if on_line:
                     on_line(line)
             rc = proc.wait()
@@ -122,7 +157,11 @@ class Job:
                 f"InternalServerError: the job's process was killed by {name}", "SageMaker.JOB_INTERNAL_ERROR"
             )
         if rc != 0:
-            raise StepFailed(f"AlgorithmError: {Path(cmd[1] if len(cmd) > 1 else cmd[0]).name} exited with status {rc}")
+            program = next((Path(c).name for c in cmd[1:] if c.endswith(".py")), Path(cmd[0]).name)
+            why = f"{cause.message} ({program} exited with status {rc})" if cause.message else (
+                f"{program} exited with status {rc}"
+            )  # fmt: skip
+            raise StepFailed(f"AlgorithmError: {why}", excerpt=cause.excerpt)
 
     def stage(self, uri: str, local_path: str) -> Path:
         target = Path(self.relocate(local_path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pipelines.local.runners.base import Job, Runner
@@ -22,6 +23,15 @@ class ConditionRunner(Runner):
         return "IfSteps" if result.get("Outcome") == "True" else "ElseSteps"
 
     def run(self, step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[str, Any]:
-        outcome = all(job.resolver.condition(c) for c in step["Arguments"]["Conditions"])
+        evaluations = []
+        for condition in step["Arguments"]["Conditions"]:
+            entry: dict[str, Any] = {"Type": condition["Type"], "Outcome": job.resolver.condition(condition)}
+            if "LeftValue" in condition:  # a comparison: keep both sides, for the summary and the report
+                entry |= {"LeftValue": job.resolver(condition["LeftValue"]),
+                          "RightValue": job.resolver(condition["RightValue"])}  # fmt: skip
+            job.log(f"condition {json.dumps(entry)}")
+            evaluations.append(entry)
+        outcome = all(e["Outcome"] for e in evaluations)
         job.log(f"conditions evaluated to {outcome}")
-        return {"Outcome": "True" if outcome else "False"}
+        # SageMaker's step metadata holds the Outcome; the values are this engine's addition
+        return {"Outcome": "True" if outcome else "False", "Evaluations": evaluations}

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines.local.files import write_atomic
+from pipelines.files import write_atomic
 from pipelines.local.runners.base import Job, Runner, StepFailed
 from pipelines.local.serving import EndpointError, deploy
 from pipelines.local.store import StoreError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,10 @@ class ProcessingRunner(Runner):
         return [o["S3Output"]["S3Uri"] for o in result.get("ProcessingOutputConfig", {}).get("Outputs", [])]
 
 
+# a processing script's progress lines: "<done>/<total> rows" (preprocess.py prints one per row group)
+PROGRESS = re.compile(r"\b(\d+)/(\d+) (rows|images|files|batches)\b")
+
+
 def _python(cmd: list[str], job: Job) -> list[str]:
     """Images are not pulled: the container's python runs as the project's interpreter."""
     return [job.python if c in ("python", "python3") else c for c in cmd]
@@ -49,7 +54,13 @@ def run_processing(step: dict[str, Any], args: dict[str, Any], job: Job) -> dict
     )
     env = job_environment({k: text(v) for k, v in job.relocate(args.get("Environment", {})).items()}, job)
     job.sandbox.mkdir(parents=True, exist_ok=True)
-    job.run(cmd, env, job.sandbox)
+
+    def on_line(line: str) -> None:
+        done = PROGRESS.search(line)
+        if done:
+            job.progress(f"{done.group(1)}/{done.group(2)} {done.group(3)}")
+
+    job.run(cmd, env, job.sandbox, on_line)
     for item in outputs:
         n = job.store.upload(Path(job.relocate(item["S3Output"]["LocalPath"])), item["S3Output"]["S3Uri"])
         job.log(f"uploaded {n} file(s) of output '{item['OutputName']}' to {item['S3Output']['S3Uri']}")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.files import write_atomic
 from pipelines.instances import gpu_count
 from pipelines.local.expressions import text
 from pipelines.local.runners.base import Job, Runner, StepFailed, job_environment, warn_unemulated
@@ -49,6 +50,9 @@ def job_material(args: dict[str, Any], hyperparameters: str, store: ObjectStore)
     material.pop("CheckpointConfig", None)
     return material
 
+
+EPOCH = re.compile(r"\bepoch[=: ]\s*(\d+)", re.IGNORECASE)
+METRICS_FILE = "metrics.json"  # beside the job's log: {metric: [every value captured, in order]}
 
 # hyperparameters the training toolkit keeps for itself: never passed to the script
 TOOLKIT_HYPERPARAMETERS = ("_tuning_objective_metric",)
@@ -156,23 +160,34 @@ def run_training(
         cmd = [job.python, *argv]
 
     metrics: dict[str, float] = {}
+    series: dict[str, list[float]] = {}  # every value each regex captured, in order: the job's curves
     regexes = [
         (m["Name"], re.compile(m["Regex"])) for m in args.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])
     ]
+    lines_with_metrics = 0
 
     def on_line(line: str) -> None:
+        nonlocal lines_with_metrics
+        found = {}
         for name, regex in regexes:
             match = regex.search(line)
             if match:
                 with contextlib.suppress(ValueError, IndexError):  # a line that only looks like a metric
-                    metrics[name] = float(match.group(1))
+                    found[name] = metrics[name] = float(match.group(1))
+                    series.setdefault(name, []).append(metrics[name])
                     if on_metric:
                         on_metric(name, metrics[name])
+        if found:
+            lines_with_metrics += 1
+            epoch = EPOCH.search(line)
+            shown = " ".join(f"{k}={v:.4g}" for k, v in found.items())
+            job.progress(f"epoch {epoch.group(1) if epoch else lines_with_metrics}: {shown}")
 
     env |= {k: text(v) for k, v in args.get("Environment", {}).items()}
     try:
         job.run(cmd, job_environment(env, job), code_dir, on_line)
     finally:
+        write_atomic(job.directory / METRICS_FILE, json.dumps(series))
         if checkpoint:  # kept even when the job fails, so a rerun resumes
             job.store.upload(Path(env["SM_CHECKPOINT_DIR"]), checkpoint["S3Uri"])
     output_path = args["OutputDataConfig"]["S3OutputPath"].rstrip("/") + f"/{job.job_name}/output"

@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.files import write_atomic
 from pipelines.local.arns import arn
-from pipelines.local.files import write_atomic
 from pipelines.local.runners.base import Job, Runner, StepFailed
 from pipelines.local.runners.training import job_material, processes_for, run_training
 from pipelines.local.store import ObjectStore
@@ -192,6 +192,7 @@ class Trial:
     reason: str | None = None
     result: dict[str, Any] | None = None
     handle: Any = None  # the optuna trial this job evaluates
+    excerpt: list[str] = field(default_factory=list)  # the log lines that explain a failure
 
     def record(self, metric: str) -> dict[str, Any]:
         return {
@@ -305,7 +306,7 @@ class Search:
             trial.objective, trial.status = float(final[self.metric]), "Completed"
         except StepFailed as exc:
             trial.status = "Stopped" if tjob.stopped or self.job.stopping.is_set() else "Failed"
-            trial.reason = exc.reason
+            trial.reason, trial.excerpt = exc.reason, exc.excerpt
             values = trial.curves.get(self.metric)
             trial.objective = values[-1] if trial.status == "Stopped" and values else None
         except Exception as exc:  # a bug in a trial must not take the search down
@@ -456,7 +457,8 @@ class Search:
         completed = [t for t in self.trials if t.status == "Completed"]
         if not completed:
             reasons = "; ".join(f"{t.name}: {t.reason}" for t in self.trials)
-            raise StepFailed(f"every training job of tuning job {self.name} failed ({reasons})")
+            excerpt = next((t.excerpt for t in self.trials if t.excerpt), [])
+            raise StepFailed(f"every training job of tuning job {self.name} failed ({reasons})", excerpt=excerpt)
         ranked = self.ranked()
         best = ranked[0]
         counts = {s: sum(t.status == s for t in self.trials) for s in ("Completed", "Failed", "Stopped")}

@@ -1,0 +1,80 @@
+"""A local execution as a `RunView`: the record, the definition, each step's result, the curves its
+training jobs printed, the tuning trials and the evaluation files, read from the run root."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pipelines.local.records import load_execution
+from pipelines.local.runners.training import METRICS_FILE
+from pipelines.local.store import ObjectStore, StoreError
+from pipelines.report.summary import model_artifact
+from pipelines.report.view import EVALUATION_FILES, Evaluation, RunView, StepView, _find, seconds
+
+REPORT = "report.html"
+
+
+def _json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return default
+
+
+def load_view(root: Path, execution_id: str, store: ObjectStore | None = None) -> RunView:
+    root = Path(root)
+    record = load_execution(root, execution_id)
+    directory = root / "executions" / record["id"]
+    store = store or ObjectStore(root / "s3")
+    definition = _json(directory / "definition.json", {})
+    view = RunView(
+        pipeline=record["pipeline"], id=record["id"], status=record["status"], definition=definition,
+        parameters=record.get("parameters", {}), steps={}, started=seconds(record.get("started")),
+        ended=seconds(record.get("ended")), failure=record.get("failure"),
+    )  # fmt: skip
+    for name, summary in record["steps"].items():
+        step_dir = directory / "steps" / name
+        step = StepView(
+            name=name, type=summary["type"], status=summary["status"],
+            display_name=(_find(definition.get("Steps", []), name) or {}).get("DisplayName"),
+            started=seconds(summary.get("started")), ended=seconds(summary.get("ended")),
+            cache_hit=summary.get("cache_hit", False), attempts=summary.get("attempts", []),
+            failure_reason=summary.get("failure_reason"), result=_json(step_dir / "result.json", {}) or {},
+            log=step_dir / "log.txt" if (step_dir / "log.txt").exists() else None,
+        )  # fmt: skip
+        view.steps[name] = step
+        curves = _json(step_dir / METRICS_FILE)
+        if curves:
+            view.curves[step.result.get("TrainingJobName", name)] = curves
+        trials = _json(step_dir / "trials.json")
+        if trials:
+            view.trials[name] = trials
+            for trial in trials:
+                if trial.get("Curves"):
+                    view.curves[trial["TrainingJobName"]] = trial["Curves"]
+        artifact = model_artifact(step.result)
+        if artifact:
+            view.artifacts[name] = {"uri": artifact, "path": _shown(_local(store, artifact))}
+        for output in step.result.get("ProcessingOutputConfig", {}).get("Outputs", []):
+            path = _local(store, output.get("S3Output", {}).get("S3Uri", ""))
+            if path and any((path / f).is_file() for f in EVALUATION_FILES[:1]):
+                view.evaluations[name] = Evaluation(name, path)
+    if (directory / REPORT).exists():
+        view.report = directory / REPORT
+    return view
+
+
+def _shown(path: Path | None) -> str:
+    """A path as the user would type it: relative to the working directory when under it."""
+    if path is None:
+        return ""
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def _local(store: ObjectStore, uri: str) -> Path | None:
+    try:
+        return store.path(uri)
+    except StoreError:
+        return None

@@ -1,0 +1,326 @@
+"""One self-contained HTML file per execution: no network, no scripts, every image inlined.
+
+Plots are matplotlib's (Agg, PNG inlined as base64; the graph as inline SVG): it is already how the
+scientific Python world draws, renders offline with no JavaScript, and a static PNG stays readable in
+any browser, mail client or CI artifact viewer. Thumbnails are drawn with Pillow.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.files import write_atomic
+from pipelines.report import graph
+from pipelines.report.summary import failure_lines
+from pipelines.report.summary import lines as summary_lines
+from pipelines.report.view import Evaluation, RunView, gate_checks
+
+MATRIX_LIMIT = 30  # heads with more classes get their most confused pairs instead of a grid
+CONFUSED_PAIRS = 15
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1200px;color:#222;
+padding:0 16px}
+h1{font-size:22px;margin-bottom:4px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
+h3{font-size:15px}table{border-collapse:collapse;margin:8px 0;font-size:13px}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}th{background:#f5f5f5}
+.status-Succeeded{color:#2e7d32}.status-Failed,.status-Stopped{color:#c62828}
+pre{background:#f7f7f7;padding:10px;overflow-x:auto;font-size:12px}
+img.figure{max-width:100%;height:auto}.graph{overflow-x:auto}.graph svg{height:auto}
+.thumbs{display:flex;flex-wrap:wrap;gap:10px}.thumb{margin:0;font-size:11px;text-align:center;width:120px}
+.thumb img{image-rendering:pixelated;border:1px solid #ccc;max-width:110px}
+.pass{color:#2e7d32;font-weight:bold}.fail{color:#c62828;font-weight:bold}
+"""
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any, name: str, alt: str) -> str:
+    plt = _pyplot()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    attributes = f'class="figure" data-figure="{html.escape(name)}" alt="{html.escape(alt)}"'
+    return f'<img {attributes} src="data:image/png;base64,{data}">'
+
+
+def _table(header: list[str], rows: list[list[Any]], cls: str = "") -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_text(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><tr>{head}</tr>{body}</table>'
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def timeline(view: RunView) -> str:
+    """Steps (and tuning trials) as bars over time; cache hits hatched, failed attempts red, retries marked."""
+    rows: list[tuple[str, float, float, str, str]] = []  # label, start, end, color, hatch
+    origin = view.started or min((s.started for s in view.steps.values() if s.started), default=0.0)
+    for name, step in view.steps.items():
+        if step.started is None:
+            continue
+        end = step.ended or step.started
+        if step.cache_hit:
+            rows.append((name, step.started, end, "#90caf9", "//"))
+        elif step.attempts:
+            for attempt in step.attempts:
+                start, stop = _seconds(attempt.get("started")), _seconds(attempt.get("ended"))
+                if start is None:
+                    continue
+                color = "#a5d6a7" if attempt.get("status") == "Succeeded" else "#ef9a9a"
+                label = name if attempt.get("attempt", 1) == 1 else f"{name} (attempt {attempt['attempt']})"
+                rows.append((label, start, stop or start, color, ""))
+        else:
+            color = {"Succeeded": "#a5d6a7", "Failed": "#ef9a9a", "Stopped": "#ef9a9a"}.get(step.status, "#e0e0e0")
+            rows.append((name, step.started, end, color, ""))
+        for trial in view.trials.get(name, []):
+            start, stop = _seconds(trial.get("Started")), _seconds(trial.get("Ended"))
+            if start is not None:
+                color = {"Completed": "#ce93d8", "Stopped": "#ffcc80"}.get(
+                    str(trial.get("TrainingJobStatus")), "#ef9a9a"
+                )
+                rows.append(("  " + trial["TrainingJobName"], start, stop or start, color, ""))
+    if not rows:
+        return "<p>No step ran.</p>"
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(rows) + 1.0))
+    for i, (_, start, end, color, hatch) in enumerate(rows):
+        ax.barh(i, max(end - start, 0.05), left=start - origin, color=color, hatch=hatch, edgecolor="#555555")
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since the execution started")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    legend = (
+        "green: succeeded, red: failed attempt, hatched blue: cache hit, purple: tuning trial, orange: stopped early"
+    )
+    return _png(fig, "timeline", "timeline of steps") + f"<p><small>{legend}</small></p>"
+
+
+def curves(view: RunView) -> str:
+    """Every metric the jobs' regexes captured, per epoch, one panel per metric and a line per job."""
+    metrics = list(dict.fromkeys(m for c in view.curves.values() for m in c))
+    if not metrics:
+        return "<p>No training job printed a metric its regexes capture.</p>"
+    plt = _pyplot()
+    cols = min(3, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics, strict=False):
+        for job, values in view.curves.items():
+            series = values.get(metric)
+            if series:
+                ax.plot(range(1, len(series) + 1), series, marker="o", markersize=3, label=job[-24:])
+        ax.set_title(metric, fontsize=10)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(metrics) :]:
+        ax.set_axis_off()
+    if len(view.curves) <= 12:
+        axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig, "curves", "per-epoch metrics")
+
+
+def tuning(view: RunView, step: str) -> str:
+    trials = view.trials[step]
+    metric = trials[0].get("ObjectiveMetric", "objective") if trials else "objective"
+    tuned = list(dict.fromkeys(k for t in trials for k in t.get("TunedHyperParameters", {})))
+    rows = [
+        [t["TrainingJobName"], t.get("TrainingJobStatus"), t.get("FinalObjectiveValue"), *[
+            t.get("TunedHyperParameters", {}).get(k) for k in tuned], t.get("DurationSeconds")]
+        for t in trials
+    ]  # fmt: skip
+    out = _table(["training job", "status", metric, *tuned, "seconds"], rows, "trials")
+    done = [t for t in trials if t.get("FinalObjectiveValue") is not None]
+    numeric = [k for k in tuned if all(_is_number(t["TunedHyperParameters"].get(k)) for t in done)]
+    if done and tuned:
+        plt = _pyplot()
+        fig, axes = plt.subplots(1, len(tuned), figsize=(3.6 * len(tuned), 3.0), squeeze=False)
+        y = [t["FinalObjectiveValue"] for t in done]
+        for ax, name in zip(axes.flat, tuned, strict=True):
+            values = [t["TunedHyperParameters"].get(name) for t in done]
+            if name in numeric:
+                numbers = [float(v) for v in values]
+                ax.scatter(numbers, y, c=range(len(done)), cmap="viridis", edgecolors="#333333")
+                if min(numbers) > 0 and max(numbers) / min(numbers) > 20:
+                    ax.set_xscale("log")
+            else:
+                ax.scatter([str(v) for v in values], y, c=range(len(done)), cmap="viridis", edgecolors="#333333")
+            ax.set_xlabel(name)
+            ax.set_ylabel(metric, fontsize=8)
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        out += _png(fig, f"tuning-{step}", f"{metric} against each hyperparameter") + (
+            "<p><small>colour: the order the trials started (dark first)</small></p>"
+        )
+    return out
+
+
+def confusion(head: str, matrix: np.ndarray) -> str:
+    k = len(matrix)
+    if k <= MATRIX_LIMIT:
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(min(8, 1.5 + 0.35 * k), min(7, 1.2 + 0.3 * k)))
+        image = ax.imshow(matrix, cmap="Blues")
+        if k <= 12:
+            for (i, j), v in np.ndenumerate(matrix):
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                        color="white" if v > matrix.max() / 2 else "black")  # fmt: skip
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(head, fontsize=10)
+        fig.colorbar(image, ax=ax, fraction=0.046)
+        fig.tight_layout()
+        return _png(fig, f"confusion-{head}", f"confusion matrix of {head}")
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    flat = np.argsort(off, axis=None)[::-1][:CONFUSED_PAIRS]
+    totals = matrix.sum(axis=1)
+    rows = []
+    for index in flat:
+        i, j = divmod(int(index), k)
+        if off[i, j] == 0:
+            break
+        rows.append([i, j, int(off[i, j]), f"{off[i, j] / max(totals[i], 1):.1%}"])
+    return f'<div data-figure="confusion-{html.escape(head)}"><p>{head}: {k} classes; the most confused pairs:</p>' + (
+        _table(["true", "predicted as", "images", "share of the true class"], rows, "confused-pairs") + "</div>"
+    )
+
+
+def thumbnails(worst: dict[str, np.ndarray]) -> str:
+    from PIL import Image
+
+    heads = [str(h) for h in worst["heads"]]
+    out = []
+    for n, image in enumerate(worst["images"]):
+        pixels = image[0] if image.shape[0] == 1 else np.transpose(image, (1, 2, 0))
+        picture = Image.fromarray(np.ascontiguousarray(pixels))
+        scale = max(1, 96 // max(picture.size))
+        picture = picture.resize((picture.size[0] * scale, picture.size[1] * scale), Image.Resampling.NEAREST)
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        data = base64.b64encode(buffer.getvalue()).decode()
+        labels = "<br>".join(
+            f"{html.escape(h)}: {int(worst['true'][n][i])} → {int(worst['predicted'][n][i])} "
+            f"({float(worst['confidence'][n][i]):.0%})"
+            for i, h in enumerate(heads)
+        )
+        image_id = html.escape(str(worst["ids"][n]))
+        picture_tag = f'<img alt="{image_id}" src="data:image/png;base64,{data}">'
+        caption = f"<figcaption>{image_id}<br>{labels}</figcaption>"
+        out.append(f'<figure class="thumb" data-image-id="{image_id}">{picture_tag}{caption}</figure>')
+    return '<div class="thumbs">' + "".join(out) + "</div>"
+
+
+def evaluation(view: RunView, step: str, evaluation: Evaluation) -> str:
+    out = _table(["metric", "value"], [[k, v] for k, v in evaluation.metrics.items()], "metrics")
+    for check in gate_checks(view):
+        if f"{step} " in check["left"] + " ":
+            verdict = "passed" if check["outcome"] else "not passed"
+            out += (f'<p>Gate <b>{html.escape(check["display"])}</b>: {html.escape(check["left"])} = '
+                    f'{_text(check["left_value"])} {html.escape(check["op"])} {html.escape(check["right"])} = '
+                    f'{_text(check["right_value"])}: <span class="{"pass" if check["outcome"] else "fail"}">'
+                    f"{verdict}</span></p>")  # fmt: skip
+    for head, entry in evaluation.matrices.items():
+        out += f"<h3>Confusion: {html.escape(head)}</h3>" + confusion(head, np.asarray(entry["matrix"]))
+    worst = evaluation.worst
+    if worst is not None and len(worst.get("images", [])):
+        out += f"<h3>The {len(worst['images'])} worst-classified test images</h3>"
+        out += "<p><small>true → predicted (confidence), lowest probability of the true labels first</small></p>"
+        out += thumbnails(worst)
+    if evaluation.predictions:
+        out += f"<p>Every prediction: <code>{html.escape(str(evaluation.predictions))}</code></p>"
+    return out
+
+
+def render(view: RunView) -> str:
+    statuses = {name: s.status for name, s in view.steps.items()}
+    svg = graph.render(view.definition, "svg", statuses).decode()
+    svg = svg[svg.index("<svg") :]
+    parts = [
+        f"<h1>{html.escape(view.pipeline)}: execution {html.escape(view.id)}</h1>",
+        f'<p>Status <b class="status-{html.escape(view.status)}">{html.escape(view.status)}</b>'
+        + (f", {view.elapsed:.1f}s" if view.elapsed is not None else "")
+        + (f", started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(view.started))}" if view.started else "")
+        + f" ({'local run' if view.where == 'local' else 'SageMaker'})</p>",
+        '<section id="summary"><h2>Summary</h2><pre>'
+        + html.escape("\n".join(failure_lines(view, None, 0) + summary_lines(view)))
+        + "</pre>"
+        + _table(["parameter", "value"], [[k, v] for k, v in view.parameters.items()], "parameters")
+        + "</section>",
+        f'<section id="graph"><h2>Pipeline</h2><div class="graph">{svg}</div></section>',
+        f'<section id="timeline"><h2>Timeline</h2>{timeline(view)}</section>',
+        _table(
+            ["step", "type", "status", "seconds", "cache", "attempts", "reason"],
+            [
+                [
+                    n,
+                    s.type,
+                    s.status,
+                    (s.ended - s.started) if s.started and s.ended else None,
+                    "hit" if s.cache_hit else "",
+                    len(s.attempts),
+                    s.failure_reason,
+                ]
+                for n, s in view.steps.items()
+            ],
+            "steps",
+        ),  # fmt: skip
+    ]
+    if view.curves:
+        parts.append(f'<section id="curves"><h2>Training curves</h2>{curves(view)}</section>')
+    for step in view.trials:
+        parts.append(f'<section id="tuning-{html.escape(step)}"><h2>Tuning: {html.escape(step)}</h2>'
+                     f"{tuning(view, step)}</section>")  # fmt: skip
+    for step, found in view.evaluations.items():
+        parts.append(f'<section id="evaluation-{html.escape(step)}"><h2>Evaluation: {html.escape(step)}</h2>'
+                     f"{evaluation(view, step, found)}</section>")  # fmt: skip
+    body = "\n".join(parts)
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(view.pipeline)} {html.escape(view.id)}</title><style>{CSS}</style></head>"
+        f"<body>{body}</body></html>"
+    )
+
+
+def write_report(view: RunView, path: Path) -> Path:
+    view.report = path
+    write_atomic(path, render(view))
+    return path
+
+
+def _seconds(value: Any) -> float | None:
+    from pipelines.report.view import seconds
+
+    return seconds(value)
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True

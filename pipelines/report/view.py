@@ -1,0 +1,167 @@
+"""`RunView`: one execution as the summary and the report see it, whether it ran here or on SageMaker.
+
+Built by `pipelines.local.view` from the run root's records and by `pipelines.remote.view` from the
+SageMaker API and what it downloads. Times are POSIX seconds; results are shaped like the ``Describe*``
+responses of the step's job (what property references read).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EVALUATION_FILES = ("evaluation.json", "confusion_matrices.json", "predictions.csv", "worst_images.npz")
+COMPARISONS = {"GreaterThan": ">", "GreaterThanOrEqualTo": ">=", "LessThan": "<", "LessThanOrEqualTo": "<=",
+               "Equals": "=="}  # fmt: skip
+
+
+def seconds(value: Any) -> float | None:
+    """POSIX seconds from an ISO text, a datetime (boto3) or a number."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return datetime.fromisoformat(str(value)).timestamp()
+
+
+@dataclass
+class StepView:
+    name: str
+    type: str
+    status: str
+    display_name: str | None = None
+    started: float | None = None
+    ended: float | None = None
+    cache_hit: bool = False
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # {attempt, started, ended, status, reason}
+    failure_reason: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    log: Path | None = None
+
+
+@dataclass
+class Evaluation:
+    """An evaluation step's outputs (the files `steps/evaluate.py` writes) found in ``directory``."""
+
+    step: str
+    directory: Path
+
+    def _path(self, name: str) -> Path | None:
+        path = self.directory / name
+        return path if path.is_file() else None
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        path = self._path("evaluation.json")
+        report = json.loads(path.read_text()) if path else {}
+        return {k: float(v["value"]) for k, v in report.get("metrics", {}).items() if isinstance(v, dict)}
+
+    @property
+    def samples(self) -> int | None:
+        path = self._path("evaluation.json")
+        return json.loads(path.read_text()).get("samples") if path else None
+
+    @property
+    def matrices(self) -> dict[str, dict[str, Any]]:
+        path = self._path("confusion_matrices.json")
+        return json.loads(path.read_text()) if path else {}
+
+    @property
+    def worst(self) -> dict[str, np.ndarray] | None:
+        path = self._path("worst_images.npz")
+        if path is None:
+            return None
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+    @property
+    def predictions(self) -> Path | None:
+        return self._path("predictions.csv")
+
+
+@dataclass
+class RunView:
+    pipeline: str
+    id: str
+    status: str
+    definition: dict[str, Any]
+    parameters: dict[str, Any]
+    steps: dict[str, StepView]
+    started: float | None = None
+    ended: float | None = None
+    failure: dict[str, Any] | None = None  # {step, reason, log, excerpt}
+    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # job -> metric -> values
+    trials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # tuning step -> trial records
+    evaluations: dict[str, Evaluation] = field(default_factory=dict)
+    artifacts: dict[str, dict[str, str]] = field(default_factory=dict)  # step -> {uri, path}
+    report: Path | None = None
+    where: str = "local"  # or "sagemaker"
+
+    @property
+    def elapsed(self) -> float | None:
+        return self.ended - self.started if self.started is not None and self.ended is not None else None
+
+    def display(self, step: str) -> str:
+        return self.steps[step].display_name or step if step in self.steps else step
+
+
+def describe_value(expression: Any) -> str:
+    """A condition operand as people read it: ``evaluate weighted_recall``, ``AccuracyThreshold``, ``0.8``."""
+    if isinstance(expression, dict):
+        if "Get" in expression:
+            reference = str(expression["Get"])
+            if reference.startswith("Steps."):
+                return " ".join(reference.split(".", 2)[1:])
+            return reference.removeprefix("Parameters.").removeprefix("Execution.")
+        if "Std:JsonGet" in expression:
+            spec = expression["Std:JsonGet"]
+            source = spec.get("PropertyFile", {}).get("Get", "") if isinstance(spec.get("PropertyFile"), dict) else ""
+            step = source.split(".")[1] if source.startswith("Steps.") else "file"
+            path = spec["Path"].removeprefix("metrics.").removesuffix(".value")
+            return f"{step} {path}"
+    return expression if isinstance(expression, str) else json.dumps(expression)
+
+
+def is_literal(expression: Any) -> bool:
+    return not isinstance(expression, dict)
+
+
+def gate_checks(view: RunView) -> list[dict[str, Any]]:
+    """Each comparison a condition step made: what was compared, the values, and the verdict."""
+    out = []
+    for name, step in view.steps.items():
+        if step.type != "Condition":
+            continue
+        definition = _find(view.definition.get("Steps", []), name) or {}
+        conditions = definition.get("Arguments", {}).get("Conditions", [])
+        evaluations = step.result.get("Evaluations") or [{} for _ in conditions]
+        for condition, evaluation in zip(conditions, evaluations, strict=False):
+            if "LeftValue" not in condition:
+                continue
+            out.append({
+                "step": name, "display": view.display(name), "type": condition["Type"],
+                "op": COMPARISONS.get(condition["Type"], condition["Type"]),
+                "left": describe_value(condition["LeftValue"]), "right": describe_value(condition["RightValue"]),
+                "left_value": None if is_literal(condition["LeftValue"]) else evaluation.get("LeftValue"),
+                "right_value": None if is_literal(condition["RightValue"]) else evaluation.get("RightValue"),
+                "outcome": evaluation.get("Outcome", step.result.get("Outcome") == "True") if step.result else None,
+            })  # fmt: skip
+    return out
+
+
+def _find(steps: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    for step in steps:
+        if step.get("Name") == name:
+            return step
+        for key in ("IfSteps", "ElseSteps"):
+            found = _find(step.get("Arguments", {}).get(key, []) if step.get("Type") == "Condition" else [], name)
+            if found:
+                return found
+    return None
