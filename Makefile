@@ -14,17 +14,23 @@ UNTIL  ?=
 
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 
-.PHONY: install install-dev test lint data bench clean pipeline-local validate pipeline-definition pipeline-upsert pipeline-run golden image-build image-push
+.PHONY: install install-dev test lint data bench clean pipeline-local pipeline-graph validate pipeline-definition pipeline-upsert pipeline-run golden image-build image-push
 
+# pip's own progress (what it collects, downloads, installs) is shown: a fresh install takes minutes
 $(STAMP): pyproject.toml Makefile
+	@echo "==> [1/3] virtual environment $(VENV)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e .
-	touch $(STAMP)
+	@echo "==> [2/3] $(TORCH) (about a minute, from this machine's wheel cache when it has one)"
+	$(PY) -m pip install --progress-bar on $(TORCH) | grep -v '^Requirement already satisfied' || true
+	@echo "==> [3/3] the project and its dependencies (SageMaker SDK, boto3, pyarrow, optuna, matplotlib, ...)"
+	$(PY) -m pip install --progress-bar on -e . | grep -v '^Requirement already satisfied' || true
+	$(PY) -c "import torch, pipelines" && touch $(STAMP)
+	@echo "==> installed; the next run starts at once"
 
 $(DEV): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(DEV)
+	@echo "==> the dev extra: pytest, moto, ruff, mypy, scikit-learn, ..."
+	$(PY) -m pip install --progress-bar on -e '.[dev]' | grep -v '^Requirement already satisfied' || true
+	$(PY) -c "import pytest, moto, sklearn" && touch $(DEV)
 
 install: $(STAMP)
 
@@ -52,6 +58,9 @@ bench: $(DEV)
 
 validate: $(STAMP)
 	$(PY) -m pipelines validate $(CONFIG)
+
+pipeline-graph: $(STAMP)
+	$(PY) -m pipelines graph $(CONFIG)
 
 pipeline-definition: $(STAMP)
 	$(PY) -m pipelines definition $(CONFIG)

@@ -427,6 +427,12 @@ def bench_serving(args: argparse.Namespace) -> str:
     return run(args)
 
 
+def bench_report(args: argparse.Namespace) -> str:
+    from report import bench_report as run
+
+    return run(args)
+
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], str]] = {
     "preprocess": bench_preprocess,
     "loader": bench_loader,
@@ -434,6 +440,7 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], str]] = {
     "local": bench_local,
     "tuning": bench_tuning,
     "serving": bench_serving,
+    "report": bench_report,
 }
 
 
