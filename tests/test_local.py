@@ -539,7 +539,7 @@ def test_the_live_table_shows_status_elapsed_and_cache_hits(tmp_path: Path) -> N
 
 
 def test_transfer_learning_spec_runs_locally_with_weights_from_a_mounted_channel(
-    local_root: dict, tmp_path: Path
+    local_root: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import tarfile
 
@@ -570,8 +570,15 @@ def test_transfer_learning_spec_runs_locally_with_weights_from_a_mounted_channel
         ]
     )
     assert code == 0
+    out = capsys.readouterr().out
+    # live progress, one plain line per epoch (no terminal here) and per preprocessing row group
+    assert re.search(r"\] train: Executing: epoch 1: val_weighted_recall=[0-9.]+ val_acc_label=", out), out
+    assert "train: Executing: epoch 2" not in out  # Epochs=1: the closing best_... line is no epoch
+    assert re.search(r"\] preprocess: Executing: (\d+)/\1 rows", out), out
     record = latest(root)
     run_dir = root / "executions" / record["id"]
+    curves = json.loads((run_dir / "steps" / "train" / "metrics.json").read_text())
+    assert len(curves["val_acc_label"]) == 1 and len(curves["val_weighted_recall"]) == 2  # one epoch, then best_...
     assert "--feature-extract True" in (run_dir / "steps" / "train" / "log.txt").read_text()
     model_uri = json.loads((run_dir / "steps" / "train" / "result.json").read_text())["ModelArtifacts"][
         "S3ModelArtifacts"

@@ -165,6 +165,7 @@ def run_training(
         (m["Name"], re.compile(m["Regex"])) for m in args.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])
     ]
     lines_with_metrics = 0
+    epochs_seen: list[str] = []
 
     def on_line(line: str) -> None:
         nonlocal lines_with_metrics
@@ -180,6 +181,10 @@ def run_training(
         if found:
             lines_with_metrics += 1
             epoch = EPOCH.search(line)
+            if epoch:
+                epochs_seen.append(epoch.group(1))
+            elif epochs_seen:
+                return  # a closing line (e.g. best_...=) of a job that numbers its epochs: not an epoch
             shown = " ".join(f"{k}={v:.4g}" for k, v in found.items())
             job.progress(f"epoch {epoch.group(1) if epoch else lines_with_metrics}: {shown}")
 
