@@ -14,7 +14,7 @@ UNTIL  ?=
 
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 
-.PHONY: install install-dev test lint data bench clean pipeline-local pipeline-graph validate pipeline-definition pipeline-upsert pipeline-run golden image-build image-push
+.PHONY: install install-dev test lint data bench clean pipeline-local pipeline-graph pipeline-retry validate pipeline-definition pipeline-upsert pipeline-run golden image-build image-push
 
 # pip's own progress (what it collects, downloads, installs) is shown: a fresh install takes minutes
 $(STAMP): pyproject.toml Makefile
@@ -70,6 +70,10 @@ pipeline-upsert: $(STAMP)
 
 pipeline-run: $(STAMP)
 	$(PY) -m pipelines run $(CONFIG) $(PARAMS) $(if $(NO_WAIT),--no-wait)
+
+pipeline-retry: $(STAMP)
+	@test -n "$(ARN)" || (echo "say which execution: make pipeline-retry ARN=arn:aws:sagemaker:...:pipeline/NAME/execution/ID"; exit 2)
+	$(PY) -m pipelines retry $(ARN)
 
 golden: $(DEV)
 	$(PY) -m tests.tools.golden

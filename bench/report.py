@@ -104,30 +104,15 @@ def bench_report(args: argparse.Namespace) -> str:
     from pipelines.local.view import load_view
     from pipelines.report.html import write_report
     from tests.tools.datasets import write_digits
+    from tests.tools.quickstart import quickstart_command
 
     OUT.mkdir(parents=True, exist_ok=True)
     data, root = OUT / "data", OUT / "quickstart-root"
     if not (data / "digits").exists():
         write_digits(data / "digits")
     if not (root / "executions").exists():
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pipelines",
-                "local",
-                "run",
-                "config/digits.yaml",
-                "--root",
-                str(root),
-                "--mount",
-                f"sm-pipelines-data={data}",
-                "ModelApprovalStatus=PendingManualApproval",
-            ],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
+        command = quickstart_command(root, data, "ModelApprovalStatus=PendingManualApproval")
+        subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
     execution = sorted((root / "executions").iterdir())[-1].name
     view = load_view(root, execution)
     quick = _timed(lambda: write_report(view, OUT / "quickstart.html"))

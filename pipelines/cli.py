@@ -98,6 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     compiled = _compile(args.config)
     # checked against the definition the pipeline was compiled to, exactly as a local run checks them
     overrides = parse_overrides(json.loads(compiled.definition), args.params)
+    _check_bounds(compiled.spec, overrides)
     settings = Settings()
     require_settings(settings)
     remote = Remote(settings)
@@ -134,8 +135,7 @@ def _remote():  # type: ignore[no-untyped-def]
     from pipelines.settings import Settings
 
     settings = Settings()
-    if not settings.region:
-        raise UsageError("no region: set SMP_REGION or AWS_REGION (in the environment or .smp.env)")
+    settings.require_region()
     return Remote(settings)
 
 
@@ -199,9 +199,32 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retry(args: argparse.Namespace) -> int:
+    """RetryPipelineExecution for a Failed or Stopped SageMaker execution, then follow it like `run`."""
+    remote = _remote()
+    remote.retry(args.execution)
+    if args.no_wait:
+        return 0
+    status = remote.wait(args.execution)
+    if status != "Succeeded":
+        for line in remote.failure_report(args.execution):
+            print(line, file=sys.stderr)
+    _close_remote(remote, args.execution, BUILD / view_dir(args.execution))
+    return 0 if status == "Succeeded" else 1
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     _remote().stop(args.execution)
     return 0
+
+
+def _check_bounds(spec, overrides: dict) -> None:  # type: ignore[no-untyped-def]
+    """Overrides get the checks defaults get: a parameter's min, max and choices (exit 2 before any run)."""
+    from pipelines.parameters import ParameterError
+
+    problems = spec.refuse_overrides(overrides)
+    if problems:
+        raise ParameterError("; ".join(problems))
 
 
 def _docker(cmd: list[str]) -> int:
@@ -276,23 +299,59 @@ def cmd_local_run(args: argparse.Namespace) -> int:
     # from here on the engine sees only the definition JSON, as SageMaker would
     definition = json.loads(compiled.definition)
     overrides = parse_overrides(definition, args.params)
+    _check_bounds(compiled.spec, overrides)
     root = _root(args)
     store = ObjectStore(root / "s3", _mounts(args.mount))
     for uri, data in compiled.uploads().items():
         if not store.path(uri).exists():
             store.put_bytes(uri, data)
-    display = Display()
     until = [name for item in args.until for name in item.split(",") if name] or None
     options = LocalOptions(nproc=args.nproc, max_parallel=args.parallel, use_cache=not args.no_cache, until=until)
+    display = Display()
     execution = Execution(root, definition, overrides, store, options, display.on_change, compiled.name)
+    return _follow_local(args, execution, display, store)
+
+
+def cmd_local_retry(args: argparse.Namespace) -> int:
+    """Run a Failed or Stopped execution again in place, as RetryPipelineExecution does."""
+    from pipelines.local.display import Display
+    from pipelines.local.engine import Execution, LocalOptions
+    from pipelines.local.records import load_execution, resolve_id
+
+    execution_id = resolve_id(_root(args), args.execution)
+    record = load_execution(_root(args), execution_id)
+    path = _root(args) / "executions" / execution_id / "definition.json"
+    try:
+        definition = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path} is not valid JSON ({exc}); the execution cannot be retried as it was") from None
+    options = LocalOptions(nproc=args.nproc, max_parallel=args.parallel, use_cache=not args.no_cache)
+    display = Display()
+    store = _store(args)
+    execution = Execution(_root(args), definition, None, store, options, display.on_change, record["pipeline"], record)
+    return _follow_local(args, execution, display, store)
+
+
+def _follow_local(args: argparse.Namespace, execution, display, store) -> int:  # type: ignore[no-untyped-def]
+    """Run an execution under the live view; SIGTERM stops it as Ctrl-C does; then the summary and report."""
+    import signal
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     display.attach(execution)
-    print(f"execution {execution.id} of {compiled.name}: record in {execution.directory}", flush=True)
+    print(f"execution {execution.id} of {execution.pipeline}: record in {execution.directory}", flush=True)
     try:
         with display:
-            status = execution.run()
-    except KeyboardInterrupt:
-        print(f"\nexecution {execution.id} Stopped (Ctrl-C): running jobs were stopped", file=sys.stderr)
-        return 130
+            execution.run()
+    except KeyboardInterrupt as exc:
+        how = str(exc) or "Ctrl-C"
+        print(f"\nexecution {execution.id} Stopped ({how}): running jobs were stopped; "
+              f"python -m pipelines local retry {execution.id} runs it again", file=sys.stderr)  # fmt: skip
+        return 143 if how == "SIGTERM" else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     status = execution.status
     _close_execution(args, execution.id, store)
     for state in execution.states.values():  # what to do next with what the run made
@@ -305,6 +364,9 @@ def cmd_local_run(args: argparse.Namespace) -> int:
             name, root_flag = result["EndpointName"], local.replace(" --local", "")
             print(f"    call it: python -m pipelines invoke {name} IMAGE.png{local}  "
                   f"(stop it: python -m pipelines endpoints stop {name}{root_flag})")  # fmt: skip
+    if status != "Succeeded":
+        print(f"    retry it: python -m pipelines local retry {execution.id}"
+              + ("" if args.root is None else f" --root {args.root}"), file=sys.stderr)  # fmt: skip
     return 0 if status == "Succeeded" else 1
 
 
@@ -492,7 +554,7 @@ def _registry(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from pipelines.remote.registry import SageMakerRegistry
     from pipelines.settings import Settings
 
-    return SageMakerRegistry(boto3.Session(region_name=Settings().region))
+    return SageMakerRegistry(boto3.Session(region_name=Settings().require_region()))
 
 
 def cmd_registry_list(args: argparse.Namespace) -> int:
@@ -636,7 +698,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
             from pipelines.settings import Settings
 
-            runtime = boto3.Session(region_name=Settings().region).client("sagemaker-runtime")
+            runtime = boto3.Session(region_name=Settings().require_region()).client("sagemaker-runtime")
             answer = runtime.invoke_endpoint(
                 EndpointName=args.endpoint, ContentType=content_type, Accept=args.accept, Body=body
             )["Body"].read()
@@ -688,6 +750,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("execution", metavar="EXECUTION_ARN")
     p.add_argument("step")
     p.add_argument("--tail", type=int, default=0, help="only the last N lines of each log stream")
+    p = command("retry", cmd_retry, "retry a failed or stopped SageMaker execution and follow it (make pipeline-retry)")
+    p.add_argument("execution", metavar="EXECUTION_ARN")
+    p.add_argument("--no-wait", action="store_true", help="return once the retry has started")
     p = command("stop", cmd_stop, "stop a SageMaker execution")
     p.add_argument("execution", metavar="EXECUTION_ARN")
     local = sub.add_parser("local", help="run pipelines on this machine, without Docker or AWS (make pipeline-local)")
@@ -717,6 +782,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STEP[,STEP]",
         help="run only these steps and the steps they depend on (the rest: NotRun)",
     )
+    p.add_argument("--tail", type=int, default=30, help="log lines shown for a failed step")
+    p = local_sub.add_parser(
+        "retry",
+        help="run a Failed or Stopped execution again in place: succeeded steps keep "
+        "their results, the others run again (RetryPipelineExecution)",
+    )
+    p.set_defaults(func=cmd_local_retry)
+    p.add_argument("execution", metavar="ID|latest")
+    p.add_argument("--root", help=root_help)
+    p.add_argument(
+        "--mount", action="append", default=["sm-pipelines-data=data"], metavar="BUCKET=DIR", help="as for local run"
+    )
+    p.add_argument("--nproc", type=int, help="as for local run")
+    p.add_argument("--parallel", type=int, default=max(1, os.cpu_count() or 1), help="steps run at once")
+    p.add_argument("--no-cache", action="store_true", help="ignore the step cache")
     p.add_argument("--tail", type=int, default=30, help="log lines shown for a failed step")
     p = local_sub.add_parser("list", help="executions under the run root, newest first")
     p.set_defaults(func=cmd_local_list)
@@ -836,8 +916,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipelines.local.serving import EndpointError
         from pipelines.parameters import ParameterError
         from pipelines.remote import RemoteError
+        from pipelines.settings import MissingRegion
 
-        errors = (CompileError, RemoteError, DefinitionError, ParameterError, RecordError, RegistryError, EndpointError)
+        errors = (CompileError, RemoteError, DefinitionError, ParameterError, RecordError, RegistryError, EndpointError,
+                  MissingRegion)  # fmt: skip
         if isinstance(exc, errors):
             print(f"error: {exc}", file=sys.stderr)
             return 2

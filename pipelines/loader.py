@@ -58,6 +58,7 @@ class Positions:
     def __init__(self, node: yaml.Node | None):
         self.marks: dict[Path_, tuple[int, int]] = {}
         self.kinds: dict[Path_, dict[str, str]] = {}  # scalar children of mappings, for discriminators
+        self.duplicates: list[tuple[Path_, int, int, int]] = []  # (key path, first line, repeated line, column)
         if node is not None:
             self._walk(node, ())
 
@@ -65,9 +66,14 @@ class Positions:
         self.marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
         if isinstance(node, yaml.MappingNode):
             scalars = {}
+            seen: dict[Any, int] = {}
             for key, value in node.value:
                 child = (*path, key.value)
-                self.marks[child] = (key.start_mark.line + 1, key.start_mark.column + 1)
+                line = key.start_mark.line + 1
+                if key.value in seen and key.value != "<<":
+                    self.duplicates.append((child, seen[key.value], line, key.start_mark.column + 1))
+                seen.setdefault(key.value, line)
+                self.marks[child] = (line, key.start_mark.column + 1)
                 if isinstance(value, yaml.ScalarNode):
                     scalars[str(key.value)] = str(value.value)
                 self._walk(value, child)
@@ -115,6 +121,13 @@ def read_yaml(path: Path) -> tuple[Any, Positions]:
         raise SpecError(
             [SpecIssue(str(path), line, col, "", f"invalid YAML: {exc.problem}", "fix the YAML syntax")]
         ) from exc
+    positions = Positions(node)
+    if positions.duplicates:  # PyYAML keeps the last value silently: the spec that runs is not the one read
+        raise SpecError([
+            SpecIssue(str(path), second, column, format_path(key), f"'{key[-1]}' is written twice, on lines {first} "
+                      f"and {second}; YAML keeps only the last one", "remove one of them")
+            for key, first, second, column in positions.duplicates
+        ])  # fmt: skip
     if not isinstance(data, dict):
         raise SpecError(
             [
@@ -128,7 +141,7 @@ def read_yaml(path: Path) -> tuple[Any, Positions]:
                 )
             ]
         )
-    return data, Positions(node)
+    return data, positions
 
 
 # --------------------------------------------------------------------------- pydantic errors

@@ -51,6 +51,9 @@ def parse_overrides(definition: dict[str, Any], pairs: list[str]) -> dict[str, A
                 + f". Declared: {', '.join(params) or 'none'}"
             )
         out[name] = parse_value(name, params[name].get("Type", "String"), text)
+        allowed = params[name].get("EnumValues")
+        if allowed and text not in allowed:
+            raise ParameterError(f"parameter '{name}' takes one of {allowed}; {text!r} is not one")
     return out
 
 

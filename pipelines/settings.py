@@ -15,6 +15,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # `pipeline-upsert` refuses to send one that still names it
 PLACEHOLDER_BUCKET = "sm-pipelines-unset-bucket"
 PLACEHOLDER_ROLE = "arn:aws:iam::000000000000:role/sm-pipelines-unset-role"
+PLACEHOLDER_REGION = "us-east-1"
+
+
+class MissingRegion(Exception):
+    """An AWS call without a configured region: reported before anything is sent (exit 2)."""
 
 
 class Settings(BaseSettings):
@@ -22,7 +27,7 @@ class Settings(BaseSettings):
         env_prefix="SMP_", env_file=".smp.env", extra="ignore", frozen=True, populate_by_name=True
     )
 
-    region: str = Field("us-east-1", validation_alias=AliasChoices("SMP_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"))
+    region: str | None = Field(None, validation_alias=AliasChoices("SMP_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"))
     role_arn: str | None = Field(None, description="execution role for the pipeline and its jobs")
     default_bucket: str | None = Field(None, description="bucket for code, outputs and checkpoints")
     name_prefix: str = Field("", description="prepended to pipeline names, e.g. 'team-a-'")
@@ -32,6 +37,20 @@ class Settings(BaseSettings):
     def pipeline_name(self, spec_name: str) -> str:
         """The name SageMaker knows the pipeline by."""
         return f"{self.name_prefix}{spec_name}"
+
+    @property
+    def compile_region(self) -> str:
+        """The region image URIs name when compiling offline. Without one configured, us-east-1's: such a
+        definition runs locally as any other, and nothing that calls AWS (upsert, run, registry, deploy,
+        invoke) starts without a region (`require_region`)."""
+        return self.region or PLACEHOLDER_REGION
+
+    def require_region(self) -> str:
+        if not self.region:
+            raise MissingRegion(
+                "no region: set SMP_REGION or AWS_REGION (in the environment or .smp.env); nothing was sent"
+            )
+        return self.region
 
     @property
     def bucket(self) -> str:

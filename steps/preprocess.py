@@ -105,6 +105,21 @@ def open_parquet(path: Path) -> pq.ParquetFile:
         raise InputError(f"{path}: not a readable parquet file ({exc})") from exc
 
 
+def read_columns(pf: pq.ParquetFile, path: Path, columns: list[str]) -> pa.Table:
+    try:
+        return pf.read(columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: columns {columns[:3]} are unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def read_row_group(pf: pq.ParquetFile, path: Path, group: int, columns: list[str]) -> pa.Table:
+    """One row group's columns; a damaged page is named by its file and row group."""
+    try:
+        return pf.read_row_group(group, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: row group {group} is unreadable ({type(exc).__name__}: {exc})") from None
+
+
 def is_pixel_column(name: str) -> bool:
     return name.isdigit()
 
@@ -221,7 +236,7 @@ def scan_wide(files: list[Path], labels_csv: Path, args: argparse.Namespace, opt
     for path in files:
         pf = open_parquet(path)
         check_wide_schema(path, pf.schema_arrow, opts.wide_shape)
-        ids = pf.read(columns=[ID_COLUMN]).column(ID_COLUMN)
+        ids = read_columns(pf, path, [ID_COLUMN]).column(ID_COLUMN)
         if len(ids) == 0:
             raise InputError(f"{path}: the file has no rows")
         if ids.null_count:
@@ -257,7 +272,7 @@ def scan_encoded(files: list[Path], args: argparse.Namespace) -> Source:
         if image_column is None or image_column not in schema.names:
             raise InputError(f"{path}: no encoded image column (binary, or a struct with a 'bytes' field)")
         label_cols = [n for n in schema.names if n != image_column]
-        table = pf.read(columns=label_cols)
+        table = read_columns(pf, path, label_cols)
         if table.num_rows == 0:
             raise InputError(f"{path}: the file has no rows")
         file_heads = _label_columns(table, args.label_columns, {image_column, ID_COLUMN}, str(path))
@@ -302,7 +317,10 @@ def column_values(column: pa.ChunkedArray) -> np.ndarray:
     if column.num_chunks == 1 and pa.types.is_uint8(column.type):
         chunk = column.chunk(0)
         return np.frombuffer(chunk.buffers()[1], dtype=np.uint8, count=len(chunk), offset=chunk.offset)
-    return column.to_numpy().astype(np.uint8)
+    values = column.to_numpy()
+    if len(values) and (values.min() < 0 or values.max() > 255):
+        raise ValueError(f"values from {values.min()} to {values.max()}, outside 0..255 (type {column.type})")
+    return values.astype(np.uint8)
 
 
 def iter_wide(source: Source, opts: Options) -> Iterator[np.ndarray]:
@@ -322,13 +340,16 @@ def iter_wide(source: Source, opts: Options) -> Iterator[np.ndarray]:
             out = np.empty((h * w, n_rows), dtype=np.uint8)
             col = 0
             for block in blocks:
-                table = pf.read_row_group(rg, columns=block)
+                table = read_row_group(pf, path, rg, block)
                 if any(column.null_count for column in table.columns):
                     name, column = next((n, c) for n, c in zip(block, table.columns, strict=True) if c.null_count)
                     row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
                     raise InputError(f"{path}: null pixel in column '{name}' at row {first_row + row}")
-                for column in table.columns:
-                    out[col] = column_values(column)
+                for name, column in zip(block, table.columns, strict=True):
+                    try:
+                        out[col] = column_values(column)
+                    except ValueError as exc:
+                        raise InputError(f"{path}: pixel column '{name}' in rows {first_row}..: {exc}") from None
                     col += 1
                 del table
             first_row += n_rows
@@ -367,10 +388,17 @@ def first_image_channels(source: Source) -> int:
 
     pf = open_parquet(source.files[0])
     col = pf.read_row_group(0, columns=[source.image_column]).column(0)
+    if len(col) == 0:
+        raise InputError(f"{source.files[0]}: the first row group has no rows")
     raw = col[0].as_py()
     data = raw["bytes"] if isinstance(raw, dict) else raw
-    with Image.open(io.BytesIO(data)) as img:
-        return 1 if img.mode in ("L", "1", "I", "I;16", "F", "LA") else 3
+    if not isinstance(data, bytes | bytearray):
+        raise InputError(f"{source.files[0]}: row 0: column '{source.image_column}' holds no image bytes")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return 1 if img.mode in ("L", "1", "I", "I;16", "F", "LA") else 3
+    except Exception as exc:  # PIL raises many types for data that is no image
+        raise InputError(f"{source.files[0]}: row 0: cannot decode the image ({type(exc).__name__}: {exc})") from None
 
 
 def iter_encoded(source: Source, channels: int) -> Iterator[list[np.ndarray]]:
@@ -380,7 +408,7 @@ def iter_encoded(source: Source, channels: int) -> Iterator[list[np.ndarray]]:
     for path in source.files:
         pf = open_parquet(path)
         for rg in range(pf.num_row_groups):
-            column = pf.read_row_group(rg, columns=[source.image_column]).column(0)
+            column = read_row_group(pf, path, rg, [source.image_column]).column(0)
             if pa.types.is_struct(column.type):
                 column = pa.chunked_array([c.field("bytes") for c in column.chunks])
             images = []
@@ -733,6 +761,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         manifest = run(args)
     except InputError as exc:
         print(f"preprocess: error: {exc}", file=sys.stderr)
+        return 2
+    except (pa.ArrowException, OSError) as exc:  # a file damaged past its footer, a full disk, ...
+        print(f"preprocess: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     sizes = ", ".join(f"{k}={v['size']}" for k, v in manifest["splits"].items())
     print(f"preprocess: wrote {sizes} images of shape {manifest['shape']} to {output_root(args)}", flush=True)

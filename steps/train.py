@@ -20,9 +20,10 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -483,11 +484,23 @@ def run(args: argparse.Namespace) -> dict:
     history: list[dict] = []
     ckpt_dir = checkpoint_dir(args, rt)
     ckpt_path = ckpt_dir / CHECKPOINT_NAME if ckpt_dir else None
-    if ckpt_path and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=rt.device, weights_only=True)
-        if state["config"] != json.dumps(config, sort_keys=True):
+    if ckpt_path and ckpt_path.exists() and args.restart:
+        log(rt, f"train: --restart: ignoring the checkpoint in {ckpt_path} and starting from epoch 1")
+        if rt.is_main:
+            ckpt_path.unlink(missing_ok=True)
+    elif ckpt_path and ckpt_path.exists():
+        try:
+            state = torch.load(ckpt_path, map_location=rt.device, weights_only=True)
+            foreign = not isinstance(state, dict) or state.get("config") != json.dumps(config, sort_keys=True)
+        except Exception as exc:  # truncated, corrupt, or not a checkpoint at all
             raise SystemExit(
-                f"train: error: {ckpt_path} was written by a different model configuration; remove it to start over"
+                f"train: error: the checkpoint {ckpt_path} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); "
+                "pass --restart true to start over without it"
+            ) from None
+        if foreign:
+            raise SystemExit(
+                f"train: error: the checkpoint {ckpt_path} was written by a different model configuration; "
+                "pass --restart true to start over without it"
             )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -617,6 +630,31 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got '{text}'")
 
 
+def bounded(kind: type, low: float | None = None, high: float | None = None, low_open: bool = False,
+            high_open: bool = False) -> Callable[[str], Any]:  # fmt: skip
+    """An argparse type refusing values the training cannot use (``--epochs -1`` would train zero epochs
+    and save random weights), with the rule in the message."""
+    name = "an integer" if kind is int else "a number"
+    rule = " and ".join(
+        f"{op} {bound:g}"
+        for op, bound in ((">" if low_open else ">=", low), ("<" if high_open else "<=", high))
+        if bound is not None
+    )
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {name}, got {text!r}") from None
+        too_low = low is not None and (value <= low if low_open else value < low)
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if too_low or too_high or value != value:  # NaN
+            raise argparse.ArgumentTypeError(f"must be {name} {rule}, got {text}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 
@@ -640,34 +678,47 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "feature-extract", type=_bool, nargs="?", const=True, default=False, help="freeze the backbone, train the heads"
     )
-    add("dropout", type=float, default=0.0)
-    add("cnn-width", type=int, default=32, help="channels of the small CNN's first block (doubling per block)")
-    add("epochs", type=int, default=10)
-    add("batch-size", type=int, default=64)
+    add("dropout", type=bounded(float, 0, 1, high_open=True), default=0.0)
+    add(
+        "cnn-width",
+        type=bounded(int, 1),
+        default=32,
+        help="channels of the small CNN's first block (doubling per block)",
+    )
+    add("epochs", type=bounded(int, 1), default=10)
+    add("batch-size", type=bounded(int, 1), default=64)
     add("optimizer", choices=["adamw", "sgd"], default="adamw")
-    add("lr", type=float, default=1e-3)
-    add("momentum", type=float, default=0.9)
-    add("weight-decay", type=float, default=1e-4)
+    add("lr", type=bounded(float, 0, low_open=True), default=1e-3)
+    add("momentum", type=bounded(float, 0, 1), default=0.9)
+    add("weight-decay", type=bounded(float, 0), default=1e-4)
     add("scheduler", choices=["cosine", "onecycle", "none"], default="cosine")
-    add("grad-clip", type=float, default=1.0, help="max gradient norm (0: off)")
+    add("grad-clip", type=bounded(float, 0), default=1.0, help="max gradient norm (0: off)")
     add("head-weights", default="", help="loss weights per head, '2,1,1' or 'grapheme_root=2,...' (default equal)")
     add("augment", type=_bool, nargs="?", const=True, default=True)
-    add("aug-degrees", type=float, default=8.0)
-    add("aug-translate", type=float, default=0.06)
-    add("aug-scale", type=float, default=0.1)
-    add("cutmix-prob", type=float, default=0.0)
-    add("cutmix-alpha", type=float, default=1.0)
-    add("mixup-prob", type=float, default=0.0)
-    add("mixup-alpha", type=float, default=0.4)
-    add("patience", type=int, default=0, help="early stopping patience in epochs (0: off)")
+    add("aug-degrees", type=bounded(float, 0), default=8.0)
+    add("aug-translate", type=bounded(float, 0, 1), default=0.06)
+    add("aug-scale", type=bounded(float, 0, 1), default=0.1)
+    add("cutmix-prob", type=bounded(float, 0, 1), default=0.0)
+    add("cutmix-alpha", type=bounded(float, 0, low_open=True), default=1.0)
+    add("mixup-prob", type=bounded(float, 0, 1), default=0.0)
+    add("mixup-alpha", type=bounded(float, 0, low_open=True), default=0.4)
+    add("patience", type=bounded(int, 0), default=0, help="early stopping patience in epochs (0: off)")
     add("early-stopping-metric", default="val_weighted_recall")
     add("amp", choices=["auto", "bf16", "fp16", "off"], default="auto", help="CUDA only; auto = bf16 where supported")
     add("channels-last", choices=["auto", "on", "off"], default="auto", help="CUDA only")
     add("compile", type=_bool, nargs="?", const=True, default=False, help="torch.compile the model (CUDA only)")
     add("device", choices=["auto", "cpu"], default="auto")
-    add("num-workers", type=int, default=0)
+    add("num-workers", type=bounded(int, 0), default=0)
     add("seed", type=int, default=42)
-    add("top-k", type=int, default=3, help="classes per head returned by the endpoint")
+    add(
+        "restart",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="ignore (and replace) a checkpoint found in the checkpoint directory instead of resuming from it",
+    )
+    add("top-k", type=bounded(int, 1), default=3, help="classes per head returned by the endpoint")
     return p
 
 

@@ -18,10 +18,11 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.local.cache import parse_duration
-from pipelines.local.engine import DefinitionError, Execution, LocalOptions
+from pipelines.local.engine import DefinitionError, Execution
 from pipelines.local.expressions import ExpressionError, Resolver
 from pipelines.local.store import ObjectStore
 from tests.tools.datasets import write_digits
+from tests.tools.engine import SELF_KILL, engine_with, processing_step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,7 +95,9 @@ def test_quickstart_tunes_with_ddp_trials_and_evaluates_the_best_trials_model(
     assert result["BestTrainingJob"]["TrainingJobName"] == summaries[0]["TrainingJobName"]
     for summary in summaries:  # each trial is a training job run as torch_distributed: two gloo ranks
         log = (run_dir / "steps" / "tune" / "trials" / summary["TrainingJobName"] / "log.txt").read_text()
-        assert "-m torch.distributed.run --standalone --nproc_per_node 2" in log
+        # one node, its rendezvous on the loopback interface (not --standalone's host name)
+        assert re.search(r"-m torch\.distributed\.run --nnodes 1 --rdzv-backend c10d --rdzv-endpoint 127\.0\.0\.1:\d+ "
+                         r"--local-addr 127\.0\.0\.1 --nproc_per_node 2", log)  # fmt: skip
         digests = re.findall(r"rank=\d weights_sha256=([0-9a-f]{64})", log)
         assert len(digests) == 2 and len(set(digests)) == 1
         lr = float(summary["TunedHyperParameters"]["lr"])
@@ -225,12 +228,17 @@ def test_a_failing_script_fails_the_execution_shows_its_log_and_starts_nothing_d
         ]
     )
     assert code == 1
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     # the reason holds the script's own error line, not only its exit status
     assert "step 'preprocess' failed: AlgorithmError: preprocess: error: " in err
     assert "broken.parquet: not a readable parquet file" in err.splitlines()[0]
     assert err.splitlines()[0].endswith("(preprocess.py exited with status 2)")
     record = latest(tmp_path / "runs")
+    # a failed run still gets its summary and report, leading with the failure
+    report = tmp_path / "runs" / "executions" / record["id"] / "report.html"
+    assert f"report: {report}" in captured.out
+    assert "step &#x27;preprocess&#x27; failed: AlgorithmError" in report.read_text()
     assert record["status"] == "Failed"
     assert {n: s["status"] for n, s in record["steps"].items()} == {
         "preprocess": "Failed",
@@ -259,63 +267,6 @@ def test_overrides_are_checked_against_the_definitions_parameters(
 
 
 # ----------------------------------------------------------------------------- definition-level tests
-
-
-def processing_step(name: str, script: str, *args: str, outputs: tuple[str, ...] = (), **extra: object) -> dict:
-    """A Processing step as the compiler writes one: the script from a code input, outputs per execution."""
-    code = {
-        "S3Uri": "s3://b/code/",
-        "LocalPath": "/opt/ml/processing/input/code",
-        "S3DataType": "S3Prefix",
-        "S3InputMode": "File",
-    }
-    output_list = [
-        {
-            "OutputName": o,
-            "S3Output": {
-                "S3Uri": {
-                    "Std:Join": {"On": "/", "Values": ["s3://b/out", {"Get": "Execution.PipelineExecutionId"}, name, o]}
-                },
-                "LocalPath": f"/opt/ml/processing/output/{o}",
-                "S3UploadMode": "EndOfJob",
-            },
-        }
-        for o in outputs
-    ]
-    return {
-        "Name": name, "Type": "Processing",
-        "Arguments": {
-            "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large"}},
-            "AppSpecification": {"ImageUri": "image", "ContainerArguments": list(args),
-                                 "ContainerEntrypoint": ["python3", f"/opt/ml/processing/input/code/{script}"]},
-            "RoleArn": "arn:aws:iam::000000000000:role/r",
-            "ProcessingInputs": [{"InputName": "code", "S3Input": code}],
-            "ProcessingOutputConfig": {"Outputs": output_list},
-        },
-        **extra,
-    }  # fmt: skip
-
-
-def engine_with(tmp_path: Path, scripts: dict[str, str], steps: list[dict], **options: object) -> Execution:
-    store = ObjectStore(tmp_path / "s3")
-    for name, body in scripts.items():
-        store.put_bytes(f"s3://b/code/{name}", textwrap.dedent(body).encode())
-    definition = {
-        "Version": "2020-12-01",
-        "Parameters": [{"Name": "Mode", "Type": "String", "DefaultValue": "x"}],
-        "Steps": steps,
-    }
-    return Execution(tmp_path, definition, {}, store, LocalOptions(**options))  # type: ignore[arg-type]
-
-
-SELF_KILL = """
-    import os, pathlib, signal, sys
-    marker = pathlib.Path(sys.argv[1])
-    if not marker.exists():
-        marker.write_text("first attempt")
-        os.kill(os.getpid(), signal.SIGKILL)   # as the OOM killer would
-    print("second attempt succeeds")
-"""
 
 
 def test_retry_policies_retry_what_can_fail_locally_with_backoff_and_record_attempts(tmp_path: Path) -> None:
@@ -596,7 +547,11 @@ def test_transfer_learning_spec_runs_locally_with_weights_from_a_mounted_channel
 
 def test_the_run_record_keeps_its_shape(first_run: dict) -> None:
     """What `local describe`, scripts and later tools read: the keys stay as they are."""
-    assert set(first_run) == {"id", "pipeline", "status", "started", "ended", "parameters", "failure", "steps"}
+    assert set(first_run) == {
+        "id", "pipeline", "status", "started", "ended", "parameters", "failure", "steps",
+        "until", "runs", "engine", "processes",  # what a retry and the dead-engine check read
+    }  # fmt: skip
+    assert first_run["runs"] == [] and first_run["processes"] == [] and first_run["engine"]["pid"] > 0
     summary_keys = {
         "type", "status", "cache_hit", "started", "ended", "elapsed_seconds", "attempts", "failure_reason", "depends_on"
     }  # fmt: skip
@@ -859,7 +814,15 @@ def test_the_endpoint_serves_concurrent_clients(first_run: dict, local_root: dic
 
 @pytest.mark.parametrize(
     "uri",
-    ["s3://sm-pipelines-data/../data-private/digits/", "s3://../x", "s3://b/a/../../c", "s3://B/x", "s3://b/./x"],
+    [
+        "s3://sm-pipelines-data/../data-private/digits/",
+        "s3://../x",
+        "s3://b/a/../../c",
+        "s3://B/x",
+        "s3://b/./x",
+        "s3://b//etc/passwd",
+        "s3://b/a//c",
+    ],
 )
 def test_the_object_store_refuses_uris_that_would_leave_their_bucket(tmp_path: Path, uri: str) -> None:
     from pipelines.local.store import StoreError

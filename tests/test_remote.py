@@ -389,3 +389,28 @@ def _now_ms() -> int:
     import time
 
     return int(time.time() * 1000)  # CloudWatch (and moto) refuse events from weeks ago
+
+
+def test_retry_calls_retry_pipeline_execution_and_a_missing_region_is_refused_before_any_call(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.stub import ANY
+
+    import pipelines.cli as cli
+
+    remote = Remote(SETTINGS, echo=print)
+    monkeypatch.setattr(cli, "_remote", lambda: remote)
+    sm = Stubber(remote.sm)
+    sm.add_response(
+        "retry_pipeline_execution",
+        {"PipelineExecutionArn": EXEC_ARN},
+        {"PipelineExecutionArn": EXEC_ARN, "ClientRequestToken": ANY},
+    )
+    with sm:
+        assert main(["retry", EXEC_ARN, "--no-wait"]) == 0
+    assert f"retrying {EXEC_ARN}" in capsys.readouterr().out
+    monkeypatch.undo()
+    for var in ("AWS_DEFAULT_REGION", "AWS_REGION", "SMP_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["stop", EXEC_ARN]) == 2
+    assert "no region: set SMP_REGION or AWS_REGION" in capsys.readouterr().err

@@ -22,6 +22,7 @@ from pipelines.local.runners.base import Job, RootCause, StepFailed
 from pipelines.local.store import ObjectStore
 from pipelines.report import graph
 from tests.tools.datasets import write_digits
+from tests.tools.quickstart import quickstart_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,20 +37,8 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     data = tmp_path_factory.mktemp("data")
     write_digits(data / "digits")
     root = tmp_path_factory.mktemp("runs")
-    argv = [
-        "local",
-        "run",
-        "config/digits.yaml",
-        "--root",
-        str(root),
-        "--mount",
-        f"sm-pipelines-data={data}",
-        "Epochs=3",
-        "TuningJobs=2",
-        "AccuracyThreshold=0.3",
-        "ModelApprovalStatus=PendingManualApproval",
-    ]
-    out = subprocess.run([sys.executable, "-m", "pipelines", *argv], cwd=ROOT, capture_output=True, text=True)
+    extra = ("Epochs=3", "TuningJobs=2", "AccuracyThreshold=0.3", "ModelApprovalStatus=PendingManualApproval")
+    out = subprocess.run(quickstart_command(root, data, *extra), cwd=ROOT, capture_output=True, text=True)
     stop_all(root)
     assert out.returncode == 0, out.stderr[-3000:]
     [directory] = (root / "executions").iterdir()

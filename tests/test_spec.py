@@ -229,6 +229,18 @@ CASES = [
         r"expire_after '30 days' is not an ISO 8601 duration",
     ),
     (
+        "duplicate-key",  # PyYAML would keep the second silently: the spec that runs is not the one read
+        edit(BASE, "    outputs: [train, test]\n", "    outputs: [train, test]\n    script: evaluate.py\n"),
+        11,
+        r"steps\[0\]\.script: 'script' is written twice, on lines 8 and 11; YAML keeps only the last one",
+    ),
+    (
+        "parameter-default-outside-its-bounds",
+        edit(BASE, "  Epochs: {type: Integer, default: 2}", "  Epochs: {type: Integer, default: 2, min: 3}"),
+        3,
+        r"default 2 is below the minimum 3",
+    ),
+    (
         "threshold-not-numeric-parameter",
         edit(BASE, "  Threshold: {type: Float, default: 0.5}", "  Threshold: {type: String, default: high}"),
         23,

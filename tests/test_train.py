@@ -252,8 +252,10 @@ def test_shard_dataset_gathers_across_shards_in_one_call(digits_shards: Path) ->
 
 def test_early_stopping_stops_after_patience_epochs_without_improvement(digits_shards: Path, tmp_path: Path) -> None:
     env = training_env(tmp_path, digits_shards / "train", digits_shards / "validation")
-    # lr 0 and a frozen backbone (batch-norm statistics too): the metric can never improve after epoch 1
-    result = run_step("train.py", "--epochs", "6", "--lr", "0", "--patience", "2", "--feature-extract", "true", env=env)
+    # lr 1e-30 (below float32 resolution: no weight moves) and a frozen backbone: it can never improve after epoch 1
+    result = run_step(
+        "train.py", "--epochs", "6", "--lr", "1e-30", "--patience", "2", "--feature-extract", "true", env=env
+    )
     assert result.returncode == 0, result.stderr
     assert "early stop: no val_weighted_recall improvement in 2 epochs" in result.stdout
     history = json.loads((tmp_path / "output" / "metrics.json").read_text())["history"]

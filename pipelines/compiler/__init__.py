@@ -78,7 +78,12 @@ def compile_pipeline(spec: PipelineSpec, settings: Settings | None = None) -> Co
         "Boolean": ParameterBoolean,
     }
     for pname, p in spec.parameters.items():
-        ctx.parameters[pname] = kinds[p.type](name=pname, default_value=p.default)
+        if p.type == "String" and p.choices:  # SageMaker refuses any other value at StartPipelineExecution
+            ctx.parameters[pname] = ParameterString(
+                name=pname, default_value=str(p.default), enum_values=[str(c) for c in p.choices]
+            )
+        else:
+            ctx.parameters[pname] = kinds[p.type](name=pname, default_value=p.default)
 
     top_level: list[Any] = []
     gated: list[Any] = []

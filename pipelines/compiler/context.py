@@ -72,7 +72,9 @@ def offline_session(settings: Settings) -> Any:
     # Static placeholder keys stop botocore's credential chain from probing the instance metadata
     # service when the SDK creates its clients; a PipelineSession never calls AWS, so they are never sent.
     boto_session = boto3.Session(
-        region_name=settings.region, aws_access_key_id="offline-compile", aws_secret_access_key="offline-compile"
+        region_name=settings.compile_region,
+        aws_access_key_id="offline-compile",
+        aws_secret_access_key="offline-compile",
     )
     session = PipelineSession(boto_session=boto_session)
     session._default_bucket = settings.bucket  # type: ignore[assignment]  # no S3 lookup or bucket creation
@@ -96,7 +98,7 @@ def base_image_uri(settings: Settings, kind: str, version: str = "2.6.0", py_ver
     return str(
         image_uris.retrieve(
             "pytorch",
-            region=settings.region,
+            region=settings.compile_region,
             version=version,
             py_version=py_version,
             instance_type=DEFAULT_GPU_INSTANCE,
@@ -110,7 +112,7 @@ def custom_image_uri(settings: Settings, kind: str) -> str:
     if account is None:
         raise CompileError("image: custom needs the AWS account: set SMP_ACCOUNT_ID or SMP_ROLE_ARN")
     return (
-        f"{account}.dkr.ecr.{settings.region}.amazonaws.com/"
+        f"{account}.dkr.ecr.{settings.compile_region}.amazonaws.com/"
         f"{settings.image_repository_prefix}-{kind}:{container_tag(kind)}"
     )
 
@@ -169,7 +171,7 @@ class CompileContext:
             return str(
                 image_uris.retrieve(
                     "pytorch",
-                    region=self.settings.region,
+                    region=self.settings.compile_region,
                     version=image.framework_version,
                     py_version=image.py_version,
                     instance_type=instance,

@@ -23,7 +23,7 @@ def serving_model(step: RegisterSpec | DeploySpec, ctx: CompileContext, instance
             "SAGEMAKER_PROGRAM": "inference.py",
             "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
             "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-            "SAGEMAKER_REGION": ctx.settings.region,
+            "SAGEMAKER_REGION": ctx.settings.compile_region,
         },
         sagemaker_session=ctx.session,
     )

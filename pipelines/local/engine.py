@@ -27,7 +27,7 @@ from typing import Any
 from pipelines.definition import references
 from pipelines.local.cache import StepCache, cache_key
 from pipelines.local.expressions import ExpressionError, Resolver
-from pipelines.local.records import write_record
+from pipelines.local.records import this_engine, write_record
 from pipelines.local.runners import RUNNERS, Job, StepFailed
 from pipelines.local.store import ObjectStore
 from pipelines.parameters import ParameterError, resolve
@@ -162,26 +162,34 @@ class Execution:
         options: LocalOptions | None = None,
         on_change: Callable[[Execution, StepState], None] | None = None,
         pipeline_name: str | None = None,
+        retry_of: dict[str, Any] | None = None,
     ):
+        """``retry_of``: the record of a Failed or Stopped execution to run again in place, as SageMaker's
+        RetryPipelineExecution does (its definition and parameters; succeeded steps keep their results)."""
         self.root = Path(root).resolve()
         self.definition = definition
         self.options = options or LocalOptions()
         self.store = store or ObjectStore(self.root / "s3")
         self.states = build_graph(definition)
+        if retry_of is not None:
+            self.options.until = retry_of.get("until")
         self.selected = select(self.states, self.options.until)
         for name, state in self.states.items():
             if name not in self.selected:
                 state.status, state.failure_reason = "NotRun", "not selected (--until)"
         try:
-            self.parameters = resolve(definition, overrides or {})
+            self.parameters = resolve(definition, overrides or {}) if retry_of is None else retry_of["parameters"]
         except ParameterError as exc:
             raise DefinitionError(str(exc)) from None
         self.cache = StepCache(self.root, self.store)
-        self.id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        self.id = retry_of["id"] if retry_of else datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         self.pipeline = pipeline_name or definition.get("PipelineName", "pipeline")
         self.directory = self.root / "executions" / self.id
         self.status = "Executing"
         self.started = time.time()
+        self.runs: list[dict[str, Any]] = []  # earlier runs of this execution (each retry adds one)
+        if retry_of is not None:
+            self._restore(retry_of)
         self.ended: float | None = None
         self.failure: dict[str, Any] | None = None
         self.on_change = on_change
@@ -198,10 +206,34 @@ class Execution:
             "PipelineArn": pipeline_arn,
         }
         self.resolver = Resolver(self.parameters, execution_vars, self._result_of, self._read_s3_json)
-        self.directory.mkdir(parents=True)
+        self.directory.mkdir(parents=True, exist_ok=retry_of is not None)
         (self.directory / "definition.json").write_text(json.dumps(definition, indent=2, sort_keys=True))
         (self.directory / "parameters.json").write_text(json.dumps(self.parameters, indent=2, sort_keys=True))
         self._save()
+
+    def _restore(self, record: dict[str, Any]) -> None:
+        """A retry: succeeded steps keep their results and timings; the others run again (a condition's
+        untaken branch is worked out again), and every step keeps its earlier attempts."""
+        if record["status"] not in ("Failed", "Stopped"):
+            raise DefinitionError(
+                f"execution {record['id']} is {record['status']}: only a Failed or Stopped execution can be retried"
+            )
+        self.started = datetime.fromisoformat(record["started"]).timestamp()
+        self.runs = record.get("runs", []) + [
+            {"started": record["started"], "ended": record["ended"], "status": record["status"],
+             "failure": record.get("failure")}
+        ]  # fmt: skip
+        for name, summary in record["steps"].items():
+            state = self.states.get(name)
+            if state is None:
+                continue
+            state.attempts = list(summary.get("attempts", []))
+            if summary["status"] == "Succeeded":
+                result_path = self.step_dir(name) / "result.json"
+                state.status, state.cache_hit = "Succeeded", summary.get("cache_hit", False)
+                state.result = json.loads(result_path.read_text()) if result_path.exists() else {}
+                state.started = datetime.fromisoformat(summary["started"]).timestamp() if summary["started"] else None
+                state.ended = datetime.fromisoformat(summary["ended"]).timestamp() if summary["ended"] else None
 
     # ----------------------------------------------------------------- records
 
@@ -212,6 +244,8 @@ class Execution:
         record = {
             "id": self.id, "pipeline": self.pipeline, "status": self.status, "started": _iso(self.started),
             "ended": _iso(self.ended), "parameters": self.parameters, "failure": self.failure,
+            "until": self.options.until, "runs": self.runs, "engine": this_engine(),
+            "processes": sorted(p.pid for p in self.processes),  # job process groups, killed if the engine dies
             "steps": {name: s.summary() for name, s in self.states.items()},
         }  # fmt: skip
         write_record(self.directory, record)
@@ -224,6 +258,11 @@ class Execution:
             self._save()
         if self.on_change:
             self.on_change(self, state)
+
+    def _spawned(self) -> None:
+        """A job process started or ended: the record names the live process groups, for `reap`."""
+        with self.lock:
+            self._save()
 
     def _progress(self, state: StepState, text: str) -> None:
         state.detail = text
@@ -362,12 +401,13 @@ class Execution:
                 self._complete(state, directory, hit["result"], cache_hit=True)
                 return
         policies = step.get("RetryPolicies", [])
-        attempt = 0
+        attempt = 0  # this run's attempts, which retry policies count
         while True:
             attempt += 1
+            number = len(state.attempts) + 1  # every attempt of the step, an earlier run's included
             job = Job(
                 state.name,
-                f"pipelines-{self.id}-{state.name}"[:63] + (f"-{attempt}" if attempt > 1 else ""),
+                f"pipelines-{self.id}-{state.name}"[:63] + (f"-{number}" if number > 1 else ""),
                 directory,
                 self.store,
                 self.resolver,
@@ -379,6 +419,7 @@ class Execution:
                 root=self.root,
                 execution_arn=self.resolver.execution["PipelineExecutionArn"],
                 progress=lambda text, state=state: self._progress(state, text),  # type: ignore[misc]
+                on_spawn=self._spawned,
             )
             self._set(state, "Executing")
             job.fresh_sandbox()
@@ -388,7 +429,7 @@ class Execution:
             except StepFailed as exc:
                 state.attempts.append(
                     {
-                        "attempt": attempt,
+                        "attempt": number,
                         "started": _iso(started),
                         "ended": _iso(time.time()),
                         "status": "Failed",
@@ -403,7 +444,7 @@ class Execution:
                 self.options.sleep(delay)
                 continue
             state.attempts.append(
-                {"attempt": attempt, "started": _iso(started), "ended": _iso(time.time()), "status": "Succeeded"}
+                {"attempt": number, "started": _iso(started), "ended": _iso(time.time()), "status": "Succeeded"}
             )
             break
         if key is not None:

@@ -3,11 +3,18 @@ rewritten atomically on every change, and read back by later processes (`local l
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import socket
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pipelines.files import write_atomic
+
+ENGINE_DIED = "engine stopped unexpectedly (killed, or the machine restarted) while the execution ran"
 
 
 class RecordError(Exception):
@@ -18,14 +25,69 @@ def write_record(directory: Path, record: dict[str, Any]) -> None:
     write_atomic(directory / "execution.json", json.dumps(record, indent=2))
 
 
+def process_start(pid: int) -> str | None:
+    """When a process started (clock ticks since boot, from /proc): a pid reused later has another."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def this_engine() -> dict[str, Any]:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": process_start(os.getpid())}
+
+
+def engine_alive(engine: dict[str, Any] | None) -> bool:
+    """Whether the engine that wrote a record still runs (unknowable on another host: assumed yes)."""
+    if not engine or engine.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(engine["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return engine.get("started") is None or process_start(int(engine["pid"])) == engine.get("started")
+
+
+def reap(directory: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """An *Executing* record whose engine is gone is a lie: end it *Failed*, kill the job process groups it
+    left, and mark its running steps Failed and its waiting ones NotRun. Returns the record as it now is."""
+    if record.get("status") != "Executing" or engine_alive(record.get("engine")):
+        return record
+    for pgid in record.get("processes", []):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(int(pgid), signal.SIGKILL)
+    now = datetime.now(UTC).isoformat()
+    failed = None
+    for name, step in record["steps"].items():
+        if step["status"] in ("Executing", "Starting"):
+            step.update(status="Failed", failure_reason=ENGINE_DIED, ended=now)
+            failed = failed or name
+        elif step["status"] == "Pending":
+            step["status"] = "NotRun"
+    record.update(status="Failed", ended=now, processes=[])
+    log = str(directory / "steps" / str(failed) / "log.txt") if failed else ""
+    record["failure"] = record.get("failure") or {"step": failed, "reason": ENGINE_DIED, "log": log, "excerpt": []}
+    write_record(directory, record)
+    return record
+
+
+def read_record(directory: Path) -> dict[str, Any] | None:
+    try:
+        record: dict[str, Any] = json.loads((directory / "execution.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return reap(directory, record)
+
+
 def list_executions(root: Path) -> list[dict[str, Any]]:
-    """Every readable record under a run root, newest first."""
+    """Every readable record under a run root, newest first (one whose engine died is ended first)."""
     out = []
     for path in sorted((Path(root) / "executions").glob("*/execution.json"), reverse=True):
-        try:
-            out.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError):
-            continue
+        record = read_record(path.parent)
+        if record is not None:
+            out.append(record)
     return out
 
 
@@ -51,5 +113,7 @@ def load_execution(root: Path, execution_id: str) -> dict[str, Any]:
         raise RecordError(
             f"no execution '{execution_id}' under {root}" + (f"; recent: {', '.join(known)}" if known else "")
         )
-    record: dict[str, Any] = json.loads(path.read_text())
+    record = read_record(path.parent)
+    if record is None:
+        raise RecordError(f"{path} is unreadable (truncated by a crash?); the execution's logs are beside it")
     return record

@@ -285,7 +285,26 @@ def deploy(
     log: Callable[[str], None] = print,
     timeout: float = 120.0,
 ) -> dict[str, Any]:
-    """Serve ``archive`` as endpoint ``name``: start it, or swap the model of the one running."""
+    """Serve ``archive`` as endpoint ``name``: start it, or swap the model of the one running. Two runs
+    deploying one endpoint at once take turns (a file lock per endpoint): one starts it, the other swaps."""
+    from filelock import FileLock
+
+    endpoints_dir(root).mkdir(parents=True, exist_ok=True)
+    with FileLock(endpoints_dir(root) / f".{name}.lock", timeout=timeout):
+        return _deploy(root, name, archive, endpoint_config, data_capture, store_root, mounts, log, timeout)
+
+
+def _deploy(
+    root: Path,
+    name: str,
+    archive: Path,
+    endpoint_config: str,
+    data_capture: dict[str, Any] | None,
+    store_root: Path | None,
+    mounts: dict[str, str] | None,
+    log: Callable[[str], None],
+    timeout: float,
+) -> dict[str, Any]:
     directory = endpoints_dir(root) / name
     model_dir = unpack_model(archive, directory / "models" / endpoint_config)
     directory.mkdir(parents=True, exist_ok=True)

@@ -6,9 +6,11 @@ data lives in S3 reads the same keys from a local folder.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,10 +31,33 @@ def split_uri(uri: str) -> tuple[str, str]:
         raise StoreError(f"not an s3:// URI: {uri!r}")
     if not BUCKET.match(parsed.netloc) or ".." in parsed.netloc:
         raise StoreError(f"{uri!r}: {parsed.netloc!r} is not an S3 bucket name")
-    key = parsed.path.lstrip("/")
-    if any(part in ("..", ".") for part in key.split("/")):
+    key = parsed.path[1:]  # the one slash after the bucket
+    parts = key.split("/")
+    if any(part in ("..", ".") for part in parts):
         raise StoreError(f"{uri!r}: '.' and '..' are not allowed in keys here (they would leave the bucket)")
+    if "" in parts[:-1]:  # 'a//b', or a key starting with '/': S3 would keep it, a file system cannot
+        raise StoreError(f"{uri!r}: empty key segments ('//') are not allowed here")
     return parsed.netloc, key
+
+
+_PENDING = ".pending-"  # an object being written: invisible until renamed into place
+
+
+def _unpublished(name: str) -> bool:
+    return name.startswith(_PENDING) or name.endswith(".tmp")
+
+
+@contextlib.contextmanager
+def _publishing(target: Path) -> Iterator[Path]:
+    """A temporary name beside ``target``, renamed onto it in one step once written: a reader sees the old
+    object or the new one, never part of one, and a crash leaves only a hidden temporary (never listed)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{_PENDING}{secrets.token_hex(4)}-{target.name}")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class ObjectStore:
@@ -49,11 +74,8 @@ class ObjectStore:
         return path
 
     def put_bytes(self, uri: str, data: bytes) -> None:
-        path = self.path(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        with _publishing(self.path(uri)) as tmp:
+            tmp.write_bytes(data)
 
     def objects(self, uri: str) -> Iterator[tuple[str, Path]]:
         """(relative key, file) of every object under a prefix; a URI naming one object yields just it."""
@@ -63,7 +85,7 @@ class ObjectStore:
             return
         if path.is_dir():
             for f in sorted(path.rglob("*")):
-                if f.is_file() and not f.name.endswith(".tmp"):
+                if f.is_file() and not _unpublished(f.name):
                     yield f.relative_to(path).as_posix(), f
 
     def exists(self, uri: str) -> bool:
@@ -83,19 +105,18 @@ class ObjectStore:
         return n
 
     def upload(self, directory: Path, uri: str) -> int:
+        """Every file under ``directory`` as an object under the prefix, each published whole (as S3 puts
+        objects: added or replaced, never half-written; objects already there stay)."""
         n = 0
         for f in sorted(directory.rglob("*")):
             if f.is_file():
-                target = self.path(uri.rstrip("/") + "/" + f.relative_to(directory).as_posix())
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(f, target)
+                self.upload_file(f, uri.rstrip("/") + "/" + f.relative_to(directory).as_posix())
                 n += 1
         return n
 
     def upload_file(self, file: Path, uri: str) -> None:
-        target = self.path(uri)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(file, target)
+        with _publishing(self.path(uri)) as tmp:
+            shutil.copy2(file, tmp)
 
     def digest(self, uri: str) -> str:
         """Hash of the content under a prefix: names and bytes, not locations or times."""

@@ -53,7 +53,7 @@ class Remote:
         if self.session is None:
             import boto3
 
-            self.session = boto3.Session(region_name=self.settings.region)
+            self.session = boto3.Session(region_name=self.settings.require_region())
         self.sm = self.session.client("sagemaker")
         self.s3 = self.session.client("s3")
         self.logs = self.session.client("logs")
@@ -262,6 +262,12 @@ class Remote:
     def log_tails_of(self, group: str, stream: str, tail: int) -> list[str]:
         page = self.logs.get_log_events(logGroupName=group, logStreamName=stream, limit=tail, startFromHead=False)
         return [e["message"].rstrip() for e in page.get("events", [])]
+
+    def retry(self, execution_arn: str) -> None:
+        import uuid
+
+        self.sm.retry_pipeline_execution(PipelineExecutionArn=execution_arn, ClientRequestToken=str(uuid.uuid4()))
+        self.echo(f"retrying {execution_arn}")
 
     def stop(self, execution_arn: str) -> None:
         self.sm.stop_pipeline_execution(PipelineExecutionArn=execution_arn)

@@ -7,8 +7,9 @@ Problems are (path in the spec, rule, fix); the loader turns each into file:line
 from __future__ import annotations
 
 import graphlib
+import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipelines.spec.base import PARAM_REF, Path_, Reference, walk_references
 from pipelines.suggest import suggest
@@ -48,6 +49,7 @@ def check_pipeline(spec: PipelineSpec) -> list[Problem]:
         here: Path_ = ("steps", i)
         for ref in step.references():
             _reference(checks, step.name, here, ref)
+        _no_secrets(checks, step, here)
         step.check(checks, here)
     for ref in walk_references(spec.gate, ("gate",)) if spec.gate else ():
         _reference(checks, None, (), ref)
@@ -64,6 +66,26 @@ def check_pipeline(spec: PipelineSpec) -> list[Problem]:
     if not checks.problems:
         _cycles(checks)
     return checks.problems
+
+
+# environment variable names that hold credentials; their values would sit in plain text in the definition,
+# Studio, the execution records and every job's description
+SECRET_NAME = re.compile(r"(_KEY|_TOKEN|_SECRET|PASSWORD|PASSWD|_CREDENTIALS?)$|^(API_?KEY|TOKEN|SECRET)|PASSWORD",
+                         re.IGNORECASE)  # fmt: skip
+SECRET_REFERENCE = re.compile(r"^arn:aws[a-z-]*:(secretsmanager|ssm):")
+
+
+def _no_secrets(checks: Checks, step: Any, here: Path_) -> None:
+    for name, value in step.environment.items():
+        if SECRET_NAME.search(name) and not SECRET_REFERENCE.match(str(value)):
+            checks.add(
+                (*here, "environment", name),
+                f"'{name}' looks like a secret: its value would be stored in plain text in the pipeline "
+                "definition, Studio and every job's description",
+                f"store it in AWS Secrets Manager and pass the secret's ARN instead ({name}_ARN: "
+                "arn:aws:secretsmanager:<region>:<account>:secret:<name>), which the script reads with boto3 "
+                "(secretsmanager get_secret_value) under the pipeline's role",
+            )
 
 
 def _unique_names(checks: Checks) -> None:

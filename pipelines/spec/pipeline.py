@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import graphlib
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -32,6 +32,9 @@ class ParameterSpec(Model):
     type: Literal["String", "Integer", "Float", "Boolean"]
     default: str | int | float | bool
     description: str | None = None
+    min: float | None = Field(None, description="Integer/Float: the smallest value allowed")
+    max: float | None = Field(None, description="Integer/Float: the largest value allowed")
+    choices: list[str | int | float] | None = Field(None, min_length=1, description="the only values allowed")
 
     @model_validator(mode="after")
     def _default_matches_type(self) -> ParameterSpec:
@@ -40,7 +43,29 @@ class ParameterSpec(Model):
             ok = False
         if not ok:
             raise ValueError(f"default {self.default!r} is not a {self.type}")
+        if (self.min is not None or self.max is not None) and self.type not in ("Integer", "Float"):
+            raise ValueError(f"min/max bound numbers; a {self.type} parameter takes choices: [...] instead")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        if self.choices is not None and self.type == "Boolean":
+            raise ValueError("a Boolean parameter has two values already; drop choices")
+        wrong = [c for c in self.choices or [] if not isinstance(c, _PYTHON_TYPES[self.type]) or isinstance(c, bool)]
+        if wrong:
+            raise ValueError(f"choices {wrong} are not {self.type} values")
+        problem = self.refuse(self.default)
+        if problem:
+            raise ValueError(f"default {problem}")
         return self
+
+    def refuse(self, value: Any) -> str | None:
+        """Why ``value`` is not allowed (None when it is): the rule and what is."""
+        if self.choices is not None and value not in self.choices:
+            return f"{value!r} is not one of the choices {self.choices}"
+        if self.min is not None and isinstance(value, int | float) and value < self.min:
+            return f"{value!r} is below the minimum {self.min:g}"
+        if self.max is not None and isinstance(value, int | float) and value > self.max:
+            return f"{value!r} is above the maximum {self.max:g}"
+        return None
 
 
 class GateSpec(Model):
@@ -90,6 +115,14 @@ class PipelineSpec(Model):
     )
     steps: list[StepSpec] = Field(min_length=1)
     gate: GateSpec | None = None
+
+    def refuse_overrides(self, overrides: dict[str, Any]) -> list[str]:
+        """Each override outside its parameter's min/max/choices, as a message naming the rule."""
+        return [
+            f"parameter '{name}': {problem}"
+            for name, value in overrides.items()
+            if name in self.parameters and (problem := self.parameters[name].refuse(value))
+        ]
 
     def step(self, name: str) -> StepSpec | None:
         return next((s for s in self.steps if s.name == name), None)

@@ -9,6 +9,7 @@ is cacheable and from what, and which outputs it publishes. The engine only disp
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import shutil
@@ -26,6 +27,23 @@ from pipelines.local.expressions import Resolver
 from pipelines.local.store import ObjectStore, StoreError
 
 OPT_ML = "/opt/ml/"
+
+
+def _prctl() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _prctl() if sys.platform.startswith("linux") else None
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before it runs: die when the engine's thread that started it dies (kill -9 included)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class StepFailed(Exception):
@@ -88,6 +106,8 @@ class Job:
     root: Path | None = None  # the run root (registry, endpoints, model records live there)
     execution_arn: str = ""  # the execution this job belongs to (a registered package's GeneratedBy)
     stopped: bool = False  # stopped on purpose (`stop`), not failed
+    on_spawn: Callable[[], None] = lambda: None  # a process of this job started or ended (the record names them)
+    staged: dict[str, str] = field(default_factory=dict)  # sandbox copy -> the object it came from
     _current: subprocess.Popen[str] | None = None
 
     def stop(self) -> None:
@@ -131,9 +151,11 @@ class Job:
         proc = subprocess.Popen(
             cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
             start_new_session=True,  # its own process group: Ctrl-C stops it and its children
+            preexec_fn=_die_with_parent,
         )  # fmt: skip
         with self.lock:
             self.processes.add(proc)
+        self.on_spawn()
         self._current = proc
         cause = RootCause()
         try:
@@ -149,6 +171,7 @@ class Job:
             self._current = None
             with self.lock:
                 self.processes.discard(proc)
+            self.on_spawn()
         if self.stopped:
             raise StepFailed("Stopped: the job was stopped early", "Stopped")
         if rc < 0:
@@ -161,7 +184,13 @@ class Job:
             why = f"{cause.message} ({program} exited with status {rc})" if cause.message else (
                 f"{program} exited with status {rc}"
             )  # fmt: skip
-            raise StepFailed(f"AlgorithmError: {why}", excerpt=cause.excerpt)
+            raise StepFailed(self.sources(f"AlgorithmError: {why}"), excerpt=[self.sources(x) for x in cause.excerpt])
+
+    def sources(self, text: str) -> str:
+        """A message about staged inputs naming the objects they came from, not their sandbox copies."""
+        for local, uri in sorted(self.staged.items(), key=lambda item: -len(item[0])):
+            text = text.replace(local + "/", uri.rstrip("/") + "/").replace(local, uri)
+        return text
 
     def stage(self, uri: str, local_path: str) -> Path:
         target = Path(self.relocate(local_path))
@@ -173,6 +202,7 @@ class Job:
         except OSError as exc:
             raise StepFailed(f"cannot stage {uri}: {exc}", "Step.SERVICE_FAULT") from exc
         self.log(f"staged {n} object(s) from {uri} into {local_path}")
+        self.staged[str(target)] = uri
         return target
 
 

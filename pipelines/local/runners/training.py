@@ -8,6 +8,7 @@ import copy
 import json
 import os
 import re
+import socket
 import tarfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -64,6 +65,20 @@ def decode_hyperparameter(value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
     except json.JSONDecodeError:
         return value
+
+
+# the ranks talk over the loopback interface only (gloo's sockets; NCCL's bootstrap on GPUs)
+LOOPBACK = {"GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1"}
+
+
+def loopback_rendezvous() -> list[str]:
+    """torchrun's arguments for one node whose rendezvous is at 127.0.0.1 (``--standalone`` would advertise
+    the host's name, reachable from the network) on a free port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return ["--nnodes", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
+            "--local-addr", "127.0.0.1"]  # fmt: skip
 
 
 def processes_for(instance_type: str, nproc: int | None) -> int:
@@ -155,7 +170,8 @@ def run_training(
         argv += [f"--{key}", str(value)]
     if distributed:
         n = processes_for(resources.get("InstanceType", ""), job.nproc)
-        cmd = [job.python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n), *argv]
+        cmd = [job.python, "-m", "torch.distributed.run", *loopback_rendezvous(), "--nproc_per_node", str(n), *argv]
+        env |= LOOPBACK
     else:
         cmd = [job.python, *argv]
 

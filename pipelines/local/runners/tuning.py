@@ -280,7 +280,7 @@ class Search:
         tjob = Job(
             self.job.step_name, trial.name, trial.directory, self.job.store, self.job.resolver, log,
             self.job.processes, self.job.lock, nproc, self.job.python, self.job.stopping,
-            environment=self.job.environment | {"OMP_NUM_THREADS": str(threads)},
+            environment=self.job.environment | {"OMP_NUM_THREADS": str(threads)}, on_spawn=self.job.on_spawn,
         )  # fmt: skip
         tjob.fresh_sandbox()
         log(f"trial {trial.name}: {json.dumps(trial.params)} ({nproc} process(es) x {threads} thread(s))")

@@ -1,0 +1,67 @@
+"""Hand-written definitions for engine tests: a Processing step as the compiler writes one, and an
+engine over scripts put in a test's object store."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from pipelines.local.engine import Execution, LocalOptions
+from pipelines.local.store import ObjectStore
+
+
+def processing_step(name: str, script: str, *args: str, outputs: tuple[str, ...] = (), **extra: object) -> dict:
+    """A Processing step as the compiler writes one: the script from a code input, outputs per execution."""
+    code = {
+        "S3Uri": "s3://b/code/",
+        "LocalPath": "/opt/ml/processing/input/code",
+        "S3DataType": "S3Prefix",
+        "S3InputMode": "File",
+    }
+    output_list = [
+        {
+            "OutputName": o,
+            "S3Output": {
+                "S3Uri": {
+                    "Std:Join": {"On": "/", "Values": ["s3://b/out", {"Get": "Execution.PipelineExecutionId"}, name, o]}
+                },
+                "LocalPath": f"/opt/ml/processing/output/{o}",
+                "S3UploadMode": "EndOfJob",
+            },
+        }
+        for o in outputs
+    ]
+    return {
+        "Name": name, "Type": "Processing",
+        "Arguments": {
+            "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large"}},
+            "AppSpecification": {"ImageUri": "image", "ContainerArguments": list(args),
+                                 "ContainerEntrypoint": ["python3", f"/opt/ml/processing/input/code/{script}"]},
+            "RoleArn": "arn:aws:iam::000000000000:role/r",
+            "ProcessingInputs": [{"InputName": "code", "S3Input": code}],
+            "ProcessingOutputConfig": {"Outputs": output_list},
+        },
+        **extra,
+    }  # fmt: skip
+
+
+def engine_with(tmp_path: Path, scripts: dict[str, str], steps: list[dict], **options: object) -> Execution:
+    store = ObjectStore(tmp_path / "s3")
+    for name, body in scripts.items():
+        store.put_bytes(f"s3://b/code/{name}", textwrap.dedent(body).encode())
+    definition = {
+        "Version": "2020-12-01",
+        "Parameters": [{"Name": "Mode", "Type": "String", "DefaultValue": "x"}],
+        "Steps": steps,
+    }
+    return Execution(tmp_path, definition, {}, store, LocalOptions(**options))  # type: ignore[arg-type]
+
+
+SELF_KILL = """
+    import os, pathlib, signal, sys
+    marker = pathlib.Path(sys.argv[1])
+    if not marker.exists():
+        marker.write_text("first attempt")
+        os.kill(os.getpid(), signal.SIGKILL)   # as the OOM killer would
+    print("second attempt succeeds")
+"""
