@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -699,3 +700,46 @@ def _concurrent_deploys(case: Case) -> None:
         assert endpoint["status"] == "InService"
     finally:
         stop(root, "twice")
+
+
+@fault(
+    "caller-credentials",
+    "a job never sees the caller's AWS keys, profile or SMP settings; the region and the spec's variables it does",
+)
+def _credentials(case: Case) -> None:
+    mp = pytest.MonkeyPatch()
+    for name, value in (("AWS_ACCESS_KEY_ID", "AKIA-secret"), ("AWS_SECRET_ACCESS_KEY", "secret"),
+                        ("AWS_SESSION_TOKEN", "token"), ("AWS_PROFILE", "prod"), ("SMP_ROLE_ARN", "arn:r"),
+                        ("AWS_REGION", "eu-west-1")):  # fmt: skip
+        mp.setenv(name, value)
+    try:
+        step = processing_step("env", "env.py")
+        step["Arguments"]["Environment"] = {"FROM_SPEC": "1"}
+        names = "sorted(k for k in os.environ if k[:4] in ('AWS_', 'SMP_', 'FROM'))"
+        dump = f"import json, os; print('ENV ' + json.dumps({names}))"
+        execution = engine_with(case.tmp, {"env.py": dump}, [step])
+        assert execution.run() == "Succeeded"
+    finally:
+        mp.undo()
+    line = next(x for x in (execution.step_dir("env") / "log.txt").read_text().splitlines() if x.startswith("ENV "))
+    assert json.loads(line[4:]) == ["AWS_REGION", "FROM_SPEC"]
+
+
+@fault(
+    "ports-the-engine-opens", "torchrun's rendezvous, MASTER_ADDR and gloo's sockets, and local endpoints, on 127.0.0.1"
+)
+def _ports(case: Case) -> None:
+    from pipelines.local.runners.base import Job
+    from pipelines.local.runners.training import LOOPBACK, loopback_rendezvous
+    from pipelines.local.serving import HOST
+
+    script = case.tmp / "rank.py"
+    script.write_text("import os; print('RANK', os.environ['MASTER_ADDR'], os.environ['GLOO_SOCKET_IFNAME'])\n")
+    lines: list[str] = []
+    job = Job("train", "job", case.tmp, ObjectStore(case.tmp / "s3"), None, lines.append)  # type: ignore[arg-type]
+    rendezvous = loopback_rendezvous()
+    assert rendezvous[rendezvous.index("--rdzv-endpoint") + 1].startswith("127.0.0.1:")
+    cmd = [sys.executable, "-m", "torch.distributed.run", *rendezvous, "--nproc_per_node", "2", str(script)]
+    job.run(cmd, dict(os.environ, **LOOPBACK), case.tmp)
+    assert sorted(x for x in lines if x.startswith("RANK")) == ["RANK 127.0.0.1 lo"] * 2
+    assert HOST == "127.0.0.1"
