@@ -52,6 +52,8 @@ def extract_model(source: Path, into: Path) -> Path:
 
 
 WORST_IMAGES = 32  # thumbnails kept for the report
+# what evaluation.json holds (``<head>``: each head's name); `validate` checks a spec's metrics against it
+REPORTED_METRICS = ("weighted_recall", "accuracy_<head>", "recall_<head>")
 
 
 @dataclass

@@ -287,6 +287,23 @@ def test_retry_policies_retry_what_can_fail_locally_with_backoff_and_record_atte
     assert slept == [3.0]
 
 
+def test_max_attempts_counts_retries_and_expire_after_min_ends_them() -> None:
+    policy = {"ExceptionType": ["Step.SERVICE_FAULT"], "IntervalSeconds": 2, "BackoffRate": 3.0, "MaxAttempts": 2}
+    delays = [Execution._retry_delay([policy], "Step.SERVICE_FAULT", attempt, 0.0) for attempt in (1, 2, 3)]
+    assert delays == [2.0, 6.0, None]  # two retries after the first attempt, as SageMaker documents MaxAttempts
+    expiring = {"ExceptionType": ["Step.SERVICE_FAULT"], "IntervalSeconds": 1, "ExpireAfterMin": 1}
+    assert Execution._retry_delay([expiring], "Step.SERVICE_FAULT", 5, 59.0) == 1.0 * 2.0**4
+    assert Execution._retry_delay([expiring], "Step.SERVICE_FAULT", 2, 60.0) is None
+    assert Execution._retry_delay([policy], "SageMaker.CAPACITY_ERROR", 1, 0.0) is None  # not its causes
+
+
+def test_a_tuning_step_never_retries_a_job_internal_error(tmp_path: Path) -> None:
+    from pipelines.local.runners import RUNNERS
+
+    assert RUNNERS["Tuning"].never_retried == ("SageMaker.JOB_INTERNAL_ERROR",)
+    assert RUNNERS["Training"].never_retried == () and RUNNERS["Processing"].never_retried == ()
+
+
 def test_a_script_error_is_not_retried(tmp_path: Path) -> None:
     policy = {
         "ExceptionType": ["SageMaker.JOB_INTERNAL_ERROR"],

@@ -229,6 +229,23 @@ CASES = [
         r"expire_after '30 days' is not an ISO 8601 duration",
     ),
     (
+        "tuning-retry-of-job-internal-error",
+        edit(TUNING, "    metrics: {val", "    retry: [{errors: [SageMaker.JOB_INTERNAL_ERROR]}]\n    metrics: {val"),
+        19,
+        r"a tuning step never retries SageMaker\.JOB_INTERNAL_ERROR",
+    ),
+    (
+        "evaluation-metric-the-script-never-writes",
+        edit(
+            BASE,
+            "    inputs: {model: train.model, test: prep.test}\n",
+            "    inputs: {model: train.model, test: prep.test}\n    metrics: [weighted_recall, f1_macro]\n",
+        ),
+        21,
+        r"steps\[2\]\.metrics\[1\]: steps/evaluate\.py never writes a metric 'f1_macro' "
+        r"\(it writes weighted_recall, accuracy_<head>, recall_<head>\)",
+    ),
+    (
         "duplicate-key",  # PyYAML would keep the second silently: the spec that runs is not the one read
         edit(BASE, "    outputs: [train, test]\n", "    outputs: [train, test]\n    script: evaluate.py\n"),
         11,

@@ -402,6 +402,7 @@ class Execution:
                 return
         policies = step.get("RetryPolicies", [])
         attempt = 0  # this run's attempts, which retry policies count
+        first_started = time.time()
         while True:
             attempt += 1
             number = len(state.attempts) + 1  # every attempt of the step, an earlier run's included
@@ -437,7 +438,10 @@ class Execution:
                         "cause": exc.cause,
                     }
                 )
-                delay = self._retry_delay(policies, exc.cause, attempt)
+                if exc.cause in runner.never_retried:
+                    log(f"{exc.cause} is never retried for a {state.type} step (its jobs retry internally)")
+                    raise
+                delay = self._retry_delay(policies, exc.cause, attempt, time.time() - first_started)
                 if delay is None or self.stopping.is_set():
                     raise
                 log(f"attempt {attempt} failed ({exc.cause}); retrying in {delay:g} s")
@@ -456,13 +460,20 @@ class Execution:
         self._set(state, "Succeeded", result=result, cache_hit=cache_hit, ended=time.time())
 
     @staticmethod
-    def _retry_delay(policies: list[dict[str, Any]], cause: str, attempt: int) -> float | None:
-        """Seconds to wait before the next attempt under the first matching policy, or None: give up."""
+    def _retry_delay(policies: list[dict[str, Any]], cause: str, attempt: int, elapsed: float) -> float | None:
+        """Seconds to wait before the next attempt under the first matching policy, or None: give up.
+
+        As SageMaker documents them: ``MaxAttempts`` counts retries (the first attempt is not one, so
+        MaxAttempts 2 means up to three attempts); ``ExpireAfterMin`` ends retrying that many minutes after
+        the step's first attempt started; the wait is ``IntervalSeconds * BackoffRate ** (retry - 1)``."""
         for policy in policies:
             if cause in policy.get("ExceptionType", []):
-                if attempt >= int(policy.get("MaxAttempts", 1)):
+                retries_done = attempt - 1
+                if "MaxAttempts" in policy and retries_done >= int(policy["MaxAttempts"]):
                     return None
-                return float(policy.get("IntervalSeconds", 1)) * float(policy.get("BackoffRate", 2.0)) ** (attempt - 1)
+                if "ExpireAfterMin" in policy and elapsed >= float(policy["ExpireAfterMin"]) * 60:
+                    return None
+                return float(policy.get("IntervalSeconds", 1)) * float(policy.get("BackoffRate", 2.0)) ** retries_done
         return None
 
 

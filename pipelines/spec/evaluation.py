@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from pipelines.spec.base import Path_
 from pipelines.spec.processing import ProcessingSpec
+
+if TYPE_CHECKING:
+    from pipelines.spec.checks import Checks
 
 
 class EvaluationSpec(ProcessingSpec):
@@ -28,3 +31,9 @@ class EvaluationSpec(ProcessingSpec):
         if "evaluation" not in self.outputs:  # always mounted, even when the spec lists other outputs only
             used.append(((*here, "outputs"), "evaluation", " to receive the report"))
         return used
+
+    def check(self, checks: Checks, here: Path_) -> None:
+        from pipelines.spec.scripts import check_reported_metrics
+
+        super().check(checks, here)
+        check_reported_metrics(self.script, self.metrics, checks, here)

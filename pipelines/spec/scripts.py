@@ -4,12 +4,13 @@ one their argparse declares (read from the source, never imported: a script may 
 from __future__ import annotations
 
 import ast
+import contextlib
 import re
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipelines.suggest import suggest
+from pipelines.suggest import did_you_mean, suggest
 
 if TYPE_CHECKING:
     from pipelines.spec.base import Path_, ScriptStep
@@ -57,3 +58,35 @@ def check_script_options(step: ScriptStep, checks: Checks, here: Path_) -> None:
     for where, name, purpose in step.script_options_used(here):
         if name not in options:
             checks.add(where, f"steps/{step.script} has no option --{name}{purpose}", suggest(name, spelled))
+
+
+@lru_cache(maxsize=32)
+def reported_metrics(script: Path) -> tuple[str, ...] | None:
+    """The metric names an evaluation script declares it writes (``REPORTED_METRICS = (...)`` in its
+    source; ``<head>`` stands for any head's name), or None when it declares none."""
+    try:
+        tree = ast.parse(script.read_text())
+    except (OSError, SyntaxError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "REPORTED_METRICS" for t in node.targets):
+            with contextlib.suppress(ValueError):
+                value = ast.literal_eval(node.value)
+                return tuple(str(v) for v in value)
+    return None
+
+
+def check_reported_metrics(script: str, metrics: list[str], checks: Checks, here: Path_) -> None:
+    """Every metric an evaluation step lists must be one its script writes (when the script says which)."""
+    declared = reported_metrics(STEPS_DIR / script)
+    if declared is None:
+        return
+    patterns = [re.compile("^" + re.escape(d).replace(re.escape("<head>"), r"[A-Za-z0-9_]+") + "$") for d in declared]
+    for i, metric in enumerate(metrics):
+        if not any(p.match(metric) for p in patterns):
+            checks.add(
+                (*here, "metrics", i),
+                f"steps/{script} never writes a metric '{metric}' (it writes {', '.join(declared)})",
+                (did_you_mean(metric, [d for d in declared if "<" not in d]) or "name one it writes")
+                + " (<head> is a head's name, e.g. recall_grapheme_root)",
+            )

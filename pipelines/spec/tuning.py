@@ -80,6 +80,15 @@ class TuningSpec(TrainingSpec):
 
     def check(self, checks: Checks, here: Path_) -> None:
         super().check(checks, here)
+        for i, policy in enumerate(self.retry):
+            if "SageMaker.JOB_INTERNAL_ERROR" in policy.errors:
+                checks.add(
+                    (*here, "retry", i, "errors"),
+                    "a tuning step never retries SageMaker.JOB_INTERNAL_ERROR (its training jobs retry internally; "
+                    "SageMaker ignores the policy for it)",
+                    "remove it; a tuning step's policy can retry SageMaker.CAPACITY_ERROR, SageMaker.RESOURCE_LIMIT, "
+                    "Step.SERVICE_FAULT and Step.THROTTLING",
+                )
         if self.objective.metric not in self.metrics:
             checks.add(
                 (*here, "objective", "metric"),

@@ -222,6 +222,7 @@ class Runner:
 
     resolve_arguments = True  # resolve the step's Arguments before `run` (a condition evaluates its own)
     cacheable = False  # whether a CacheConfig applies to this Type
+    never_retried: tuple[str, ...] = ()  # failure causes no retry policy retries for this Type
 
     def branches(self, step: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         """Steps nested in this one, by branch (a condition's IfSteps/ElseSteps); they run after it."""

@@ -39,6 +39,9 @@ TUNING_NAME_MAX = 32
 
 
 class TuningRunner(Runner):
+    # SageMaker: "jobs running inside tuning steps retry internally and will not retry
+    # SageMaker.JOB_INTERNAL_ERROR, even if a retry policy is configured"
+    never_retried = ("SageMaker.JOB_INTERNAL_ERROR",)
     cacheable = True
 
     def run(self, step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[str, Any]:
