@@ -29,10 +29,16 @@ def _load(config: str):  # type: ignore[no-untyped-def]
 
 
 def _compile(config: str):  # type: ignore[no-untyped-def]
+    """The spec compiled, and every request of its definition checked against the SageMaker API's model."""
     from pipelines.compiler import compile_pipeline
+    from pipelines.requests import check_instance_types, check_requests
     from pipelines.settings import Settings
 
-    return compile_pipeline(_load(config), Settings())
+    spec = _load(config)
+    check_instance_types(config, spec)
+    compiled = compile_pipeline(spec, Settings())
+    check_requests(config, compiled.spec, json.loads(compiled.definition))
+    return compiled
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -40,7 +46,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     if args.json:
         try:
-            spec = _load(args.config)
+            spec = _compile(args.config).spec
         except SpecError as exc:
             problems = [dataclasses.asdict(issue) for issue in exc.issues]
             print(json.dumps({"config": args.config, "ok": False, "problems": problems}, indent=2))
@@ -51,7 +57,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             "parameters": {n: {"type": p.type, "default": p.default} for n, p in spec.parameters.items()},
         }, indent=2, default=str))  # fmt: skip
         return 0
-    spec = _load(args.config)
+    spec = _compile(args.config).spec  # the spec, and every request it compiles to against the API's model
     kinds = ", ".join(f"{s.name} ({s.kind})" for s in spec.steps)
     print(f"{args.config}: ok: pipeline '{spec.name}', {len(spec.steps)} steps: {kinds}")
     return 0
@@ -93,12 +99,14 @@ def cmd_upsert(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.parameters import parse_overrides
     from pipelines.remote import Remote, require_settings
+    from pipelines.requests import check_overrides
     from pipelines.settings import Settings
 
     compiled = _compile(args.config)
     # checked against the definition the pipeline was compiled to, exactly as a local run checks them
     overrides = parse_overrides(json.loads(compiled.definition), args.params)
     _check_bounds(compiled.spec, overrides)
+    check_overrides(json.loads(compiled.definition), overrides)
     settings = Settings()
     require_settings(settings)
     remote = Remote(settings)
@@ -293,6 +301,7 @@ def cmd_local_run(args: argparse.Namespace) -> int:
     from pipelines.local.engine import Execution, LocalOptions
     from pipelines.local.store import ObjectStore
     from pipelines.parameters import parse_overrides
+    from pipelines.requests import check_overrides
 
     compiled = _compile(args.config)
     compiled.write(BUILD / f"{compiled.name}.json")
@@ -300,6 +309,7 @@ def cmd_local_run(args: argparse.Namespace) -> int:
     definition = json.loads(compiled.definition)
     overrides = parse_overrides(definition, args.params)
     _check_bounds(compiled.spec, overrides)
+    check_overrides(definition, overrides)
     root = _root(args)
     store = ObjectStore(root / "s3", _mounts(args.mount))
     for uri, data in compiled.uploads().items():
@@ -718,7 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = command("validate", cmd_validate, "check a spec without compiling it (make validate)")
+    p = command("validate", cmd_validate, "check a spec and the requests it compiles to (make validate)")
     p.add_argument("config")
     p.add_argument("--json", action="store_true", help="the result (or the problems) as JSON")
     p = command("graph", cmd_graph, "draw the compiled pipeline as SVG and PNG (make pipeline-graph)")

@@ -1,0 +1,223 @@
+"""Every request a definition holds, checked against botocore's SageMaker service model before anything is
+sent or run: required members, types, enums, lengths, ranges and patterns, read from the model botocore
+ships (no limit is copied here), with the pipeline parameters at their defaults or as overridden.
+
+A step's arguments are the request its Type makes (``Training`` -> ``CreateTrainingJob``...); the names the
+pipeline service supplies itself (a job's name) are not required of the definition. Values computed at run
+time (another step's property, the execution id) are not checked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+# definition Type -> the API call SageMaker Pipelines makes for it
+OPERATIONS = {
+    "Processing": "CreateProcessingJob",
+    "Training": "CreateTrainingJob",
+    "Tuning": "CreateHyperParameterTuningJob",
+    "RegisterModel": "CreateModelPackage",
+    "Model": "CreateModel",
+    "EndpointConfig": "CreateEndpointConfig",
+    "Endpoint": "CreateEndpoint",
+}
+# members the pipeline service fills in when it makes the call
+SUPPLIED = {"ProcessingJobName", "TrainingJobName", "HyperParameterTuningJobName", "ModelName"}
+
+
+class _Unknown:
+    """A value only the running execution knows (another step's output, the execution id)."""
+
+
+UNKNOWN = _Unknown()
+
+
+@dataclass(frozen=True)
+class Violation:
+    step: str
+    path: tuple[str | int, ...]  # members from the step's arguments down to the value
+    rule: str
+    allowed: tuple[str, ...] = ()  # an enum's values, for a did-you-mean
+    parameter: str | None = None  # the pipeline parameter the value came from, if any
+
+    def __str__(self) -> str:
+        where = ".".join(str(p) for p in self.path)
+        return f"step '{self.step}' {where}: {self.rule}"
+
+
+@lru_cache(maxsize=1)
+def service_model() -> Any:
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model("sagemaker")
+
+
+def resolve(value: Any, parameters: dict[str, Any]) -> Any:
+    """A definition value with parameters substituted; UNKNOWN where only the execution can say."""
+    if isinstance(value, list):
+        return [resolve(v, parameters) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Get"}:
+        ref = str(value["Get"])
+        if ref.startswith("Parameters."):
+            return parameters.get(ref.split(".", 1)[1], UNKNOWN)
+        return UNKNOWN
+    if set(value) == {"Std:Join"}:
+        parts = [resolve(v, parameters) for v in value["Std:Join"]["Values"]]
+        if any(p is UNKNOWN for p in parts):
+            return UNKNOWN
+        return str(value["Std:Join"]["On"]).join(_text(p) for p in parts)
+    if set(value) == {"Std:JsonGet"}:
+        return UNKNOWN
+    return {k: resolve(v, parameters) for k, v in value.items()}
+
+
+def _text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _parameter_of(raw: Any) -> str | None:
+    if isinstance(raw, dict) and set(raw) == {"Get"} and str(raw["Get"]).startswith("Parameters."):
+        return str(raw["Get"]).split(".", 1)[1]
+    return None
+
+
+def steps(definition: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for step in definition.get("Steps", []):
+        yield step
+        if step.get("Type") == "Condition":
+            nested = step.get("Arguments", {})
+            yield from steps({"Steps": nested.get("IfSteps", []) + nested.get("ElseSteps", [])})
+
+
+def check_definition(definition: dict[str, Any], overrides: dict[str, Any] | None = None) -> list[Violation]:
+    """Every violation of the service model in the definition, parameters at their defaults plus ``overrides``."""
+    model = service_model()
+    parameters = {p["Name"]: p.get("DefaultValue") for p in definition.get("Parameters", [])} | (overrides or {})
+    out: list[Violation] = []
+    name_shape = model.shape_for("StepName")
+    for step in steps(definition):
+        for rule in _scalar(name_shape, step["Name"]):
+            out.append(Violation(step["Name"], ("Name",), f"step name {rule}"))
+        operation = OPERATIONS.get(step.get("Type", ""))
+        if operation is None:
+            continue
+        shape = model.operation_model(operation).input_shape
+        raw = step.get("Arguments", {})
+        out += [
+            Violation(step["Name"], path, f"{rule} ({operation})", allowed, _parameter_of(_at(raw, path)))
+            for path, rule, allowed in _check(shape, resolve(raw, parameters), (), top=True)
+        ]
+    return out
+
+
+def _at(value: Any, path: tuple[str | int, ...]) -> Any:
+    for part in path:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
+
+
+def _check(shape: Any, value: Any, path: tuple[str | int, ...], top: bool = False) -> Iterator[tuple]:
+    if value is UNKNOWN:
+        return
+    kind = shape.type_name
+    if kind == "structure":
+        if not isinstance(value, dict):
+            yield path, f"must be a structure ({shape.name}), got {type(value).__name__}", ()
+            return
+        for name in shape.required_members:
+            if name not in value and not (top and name in SUPPLIED):
+                yield (*path, name), f"is required by {shape.name}", ()
+        for key, item in value.items():
+            member = shape.members.get(key)
+            if member is None:
+                yield (*path, key), f"is not a member of {shape.name}", tuple(shape.members)
+                continue
+            yield from _check(member, item, (*path, key))
+    elif kind == "list":
+        if not isinstance(value, list):
+            yield path, f"must be a list, got {type(value).__name__}", ()
+            return
+        yield from ((path, r, ()) for r in _length(shape, len(value), "items"))
+        for i, item in enumerate(value):
+            yield from _check(shape.member, item, (*path, i))
+    elif kind == "map":
+        if not isinstance(value, dict):
+            yield path, f"must be a map, got {type(value).__name__}", ()
+            return
+        yield from ((path, r, ()) for r in _length(shape, len(value), "entries"))
+        for key, item in value.items():
+            yield from (((*path, key), f"key {r}", ()) for r in _scalar(shape.key, key))
+            yield from _check(shape.value, item, (*path, key))
+    else:
+        for rule in _scalar(shape, value):
+            yield path, rule, tuple(shape.enum) if getattr(shape, "enum", None) else ()
+
+
+def _length(shape: Any, n: int, what: str) -> Iterator[str]:
+    low, high = shape.metadata.get("min"), shape.metadata.get("max")
+    if low is not None and n < low:
+        yield f"needs at least {low} {what}, has {n}"
+    if high is not None and n > high:
+        yield f"takes at most {high} {what}, has {n}"
+
+
+def _scalar(shape: Any, value: Any) -> Iterator[str]:
+    kind, meta = shape.type_name, shape.metadata
+    if value is UNKNOWN:
+        return
+    if kind == "string":
+        if not isinstance(value, str):
+            yield f"must be a string, got {value!r}"
+            return
+        enum = getattr(shape, "enum", None)
+        if enum and value not in enum:
+            yield f"{value!r} is not a valid {shape.name}"
+            return
+        if meta.get("min") is not None and len(value) < meta["min"]:
+            yield f"{value!r} is shorter than {meta['min']} characters"
+        if meta.get("max") is not None and len(value) > meta["max"]:
+            yield f"{value[:40]!r}... is {len(value)} characters, over the limit of {meta['max']}"
+        pattern = meta.get("pattern")
+        if pattern and not _matches(pattern, value):
+            yield f"{value!r} does not match {shape.name}'s pattern {pattern}"
+    elif kind in ("integer", "long"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            yield f"must be an integer, got {value!r}"
+            return
+        yield from _range(meta, value)
+    elif kind in ("float", "double"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            yield f"must be a number, got {value!r}"
+            return
+        yield from _range(meta, value)
+    elif kind == "boolean" and not isinstance(value, bool):
+        yield f"must be true or false, got {value!r}"
+
+
+def _range(meta: dict[str, Any], value: float) -> Iterator[str]:
+    if meta.get("min") is not None and value < meta["min"]:
+        yield f"{value} is below the minimum {meta['min']}"
+    if meta.get("max") is not None and value > meta["max"]:
+        yield f"{value} is above the maximum {meta['max']}"
+
+
+@lru_cache(maxsize=512)
+def _compiled(pattern: str) -> re.Pattern[str] | None:
+    try:
+        return re.compile(pattern, re.DOTALL)
+    except re.error:
+        return None  # a Java-only construct: the pattern cannot be checked here
+
+
+def _matches(pattern: str, value: str) -> bool:
+    regex = _compiled(pattern)
+    return regex is None or regex.fullmatch(value) is not None

@@ -1,0 +1,144 @@
+"""The compiled definition's requests checked against the SageMaker service model (`pipelines.compiler.api`),
+each violation reported at the spec's file:line of the value that caused it: the step's key, or the
+parameter whose default (or override) the value came from, with the rule and a did-you-mean for enums."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipelines.compiler.api import Violation, check_definition
+from pipelines.loader import SpecError, SpecIssue, format_path, read_yaml
+from pipelines.parameters import ParameterError
+from pipelines.suggest import did_you_mean
+
+# the last member of a request path -> the spec key (under the step) that sets it
+FIELDS: dict[str, tuple[str, ...]] = {
+    "InstanceType": ("instance", "type"),
+    "InstanceCount": ("instance", "count"),
+    "VolumeSizeInGB": ("instance", "volume_gb"),
+    "MaxRuntimeInSeconds": ("max_runtime_seconds",),
+    "MaxWaitTimeInSeconds": ("spot", "max_wait_seconds"),
+    "EndpointName": ("endpoint_name",),
+    "EndpointConfigName": ("endpoint_name",),
+    "ModelPackageGroupName": ("model_package_group",),
+    "ModelApprovalStatus": ("approval_status",),
+    "MaxNumberOfTrainingJobs": ("max_jobs",),
+    "MaxParallelTrainingJobs": ("max_parallel_jobs",),
+    "Environment": ("environment",),
+    "HyperParameters": ("hyperparameters",),
+    "StaticHyperParameters": ("hyperparameters",),
+    "Name": ("name",),
+    "MetricDefinitions": ("metrics",),
+    "SupportedRealtimeInferenceInstanceTypes": ("inference_instances",),
+    "SupportedTransformInstanceTypes": ("inference_instances",),
+}
+# a step kind -> the API's enum its instance type must be in (checked before compiling: the SDK's image
+# lookup fails on an unknown type with no line to point at)
+INSTANCE_SHAPES = {"processing": "ProcessingInstanceType", "evaluation": "ProcessingInstanceType",
+                   "training": "TrainingInstanceType", "tuning": "TrainingInstanceType",
+                   "deploy": "ProductionVariantInstanceType"}  # fmt: skip
+
+
+def _spec_step(spec: Any, name: str) -> int | None:
+    """The spec step a definition step came from: the same name, or the longest name it extends."""
+    names = [s.name for s in spec.steps]
+    if name in names:
+        return names.index(name)
+    owners = [n for n in names if name.startswith(n + "-")]
+    return names.index(max(owners, key=len)) if owners else None
+
+
+def _key(path: tuple[str | int, ...]) -> tuple[str, ...]:
+    for part in reversed(path):
+        if isinstance(part, str) and part in FIELDS:
+            return FIELDS[part]
+    return ()
+
+
+def _fix(violation: Violation, value: Any = None) -> str:
+    if violation.allowed and isinstance(value, str):
+        hint = did_you_mean(value, violation.allowed)
+        if hint:
+            return hint
+    if violation.allowed and len(violation.allowed) <= 12:
+        return "allowed: " + ", ".join(violation.allowed)
+    if violation.allowed:
+        return f"one of the {len(violation.allowed)} values of the SageMaker API (botocore's service model)"
+    return "change the value to one the SageMaker API accepts"
+
+
+def _offending(violation: Violation) -> Any:
+    text = violation.rule
+    return text.split("'")[1] if text.count("'") >= 2 else None
+
+
+def check_instance_types(config: str | Path, spec: Any) -> None:
+    """Every literal instance type (and every parameter default one comes from) against the API's enum."""
+    from pipelines.compiler.api import service_model
+
+    model = service_model()
+    found: list[tuple[tuple[str | int, ...], str, str]] = []  # (spec path, value, enum shape)
+    for i, step in enumerate(spec.steps):
+        shape = INSTANCE_SHAPES.get(step.kind)
+        instance = getattr(step, "instance", None)
+        if shape and instance is not None:
+            if instance.is_parameter:
+                name = instance.type[1:]
+                parameter = spec.parameters.get(name)
+                if parameter is not None and isinstance(parameter.default, str):
+                    found.append((("parameters", name, "default"), parameter.default, shape))
+            else:
+                found.append((("steps", i, "instance", "type"), instance.type, shape))
+        for j, value in enumerate(getattr(step, "inference_instances", None) or []):
+            found.append((("steps", i, "inference_instances", j), value, "ProductionVariantInstanceType"))
+    issues = []
+    positions = None
+    for path, value, shape_name in found:
+        allowed = model.shape_for(shape_name).enum
+        if value not in allowed:
+            if positions is None:
+                _, positions = read_yaml(Path(config))
+            line, column = positions.at(path)
+            fix = did_you_mean(value, allowed) or f"one of the {len(allowed)} {shape_name} values SageMaker accepts"
+            rule = f"{value!r} is not a valid {shape_name} (the SageMaker API's enum)"
+            issues.append(SpecIssue(str(config), line, column, format_path(path), rule, fix))
+    if issues:
+        raise SpecError(issues)
+
+
+def check_requests(config: str | Path, spec: Any, definition: dict[str, Any]) -> None:
+    """Raise `SpecError` (exit 2) for every request the definition would send that the API refuses."""
+    violations = check_definition(definition)
+    if not violations:
+        return
+    _, positions = read_yaml(Path(config))
+    issues = []
+    for v in violations:
+        index = _spec_step(spec, v.step)
+        if v.parameter is not None:
+            path: tuple[str | int, ...] = ("parameters", v.parameter, "default")
+        elif index is not None:
+            path = ("steps", index, *_key(v.path))
+        else:
+            path = ()
+        line, column = positions.at(path)
+        where = ".".join(str(p) for p in v.path)
+        rule = f"{v.rule}, at {where} of step '{v.step}'" + (f" (from ${v.parameter})" if v.parameter else "")
+        issues.append(SpecIssue(str(config), line, column, format_path(path), rule, _fix(v, _offending(v))))
+    raise SpecError(issues)
+
+
+def check_overrides(definition: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Overrides get the same checks as defaults: a value the API refuses is an error before any run."""
+    if not overrides:
+        return
+    problems = [(v, v.parameter) for v in check_definition(definition, overrides) if v.parameter in overrides]
+    if problems:
+        lines = [
+            f"override {name}={overrides[name]!r}: {v.rule}, at {'.'.join(map(str, v.path))} of step "
+            f"'{v.step}'; {_fix(v, overrides[name])}"
+            for v, name in problems
+            if name is not None
+        ]
+        raise ParameterError("\n".join(dict.fromkeys(lines)))
