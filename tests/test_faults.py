@@ -734,7 +734,9 @@ def _ports(case: Case) -> None:
     from pipelines.local.serving import HOST
 
     script = case.tmp / "rank.py"
-    script.write_text("import os; print('RANK', os.environ['MASTER_ADDR'], os.environ['GLOO_SOCKET_IFNAME'])\n")
+    # one write per line: the ranks share the job's output
+    line = "f\"RANK {os.environ['MASTER_ADDR']} {os.environ['GLOO_SOCKET_IFNAME']}\\n\""
+    script.write_text(f"import os\nos.write(1, {line}.encode())\n")
     lines: list[str] = []
     job = Job("train", "job", case.tmp, ObjectStore(case.tmp / "s3"), None, lines.append)  # type: ignore[arg-type]
     rendezvous = loopback_rendezvous()

@@ -415,6 +415,30 @@ def test_ctrl_c_stops_the_running_jobs_and_marks_the_execution_stopped(tmp_path:
         os.kill(job_pid, 0)
 
 
+def test_execution_job_name_variables_name_the_steps_own_job(tmp_path: Path) -> None:
+    step = processing_step("named", "echo.py", {"Get": "Execution.ProcessingJobName"})  # type: ignore[arg-type]
+    execution = engine_with(tmp_path, {"echo.py": "import sys; print('JOB', sys.argv[1])"}, [step])
+    assert execution.run() == "Succeeded"
+    log = (execution.step_dir("named") / "log.txt").read_text()
+    assert f"JOB pipelines-{execution.id}-named" in log
+
+
+def test_property_paths_index_lists_by_name_as_sagemaker_does() -> None:
+    from pipelines.local.expressions import path_tokens, walk
+
+    result = {
+        "FinalMetricDataList": [{"MetricName": "val_loss", "Value": 0.3}, {"MetricName": "acc", "Value": 0.9}],
+        "ProcessingInputs": [{"InputName": "code", "S3Input": {"S3Uri": "s3://b/code/"}}],
+        "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {"S3Uri": "s3://b/t/"}}}],
+    }
+    get = lambda path: walk(result, path_tokens(path), "test")  # noqa: E731
+    assert get("FinalMetricDataList['val_loss'].Value") == 0.3
+    assert get("ProcessingInputs['code'].S3Input.S3Uri") == "s3://b/code/"
+    assert get("InputDataConfig['train'].DataSource.S3DataSource.S3Uri") == "s3://b/t/"
+    with pytest.raises(ExpressionError, match="no element named 'f1'"):
+        get("FinalMetricDataList['f1'].Value")
+
+
 def test_expressions_and_conditions() -> None:
     results = {
         "s": {
@@ -571,7 +595,8 @@ def test_the_run_record_keeps_its_shape(first_run: dict) -> None:
     }  # fmt: skip
     assert first_run["runs"] == [] and first_run["processes"] == [] and first_run["engine"]["pid"] > 0
     summary_keys = {
-        "type", "status", "cache_hit", "started", "ended", "elapsed_seconds", "attempts", "failure_reason", "depends_on"
+        "type", "status", "cache_hit", "started", "ended", "elapsed_seconds", "attempts", "failure_reason", "depends_on",
+        "cache_note",
     }  # fmt: skip
     assert all(set(step) == summary_keys for step in first_run["steps"].values())
     # the Fail step's message reads the evaluation report, so it waits for both

@@ -34,7 +34,7 @@ class EchoRunner(Runner):
         job.log(f"echoed {args['Message']!r}")
         return {"EchoStatus": "Completed", "Output": args["Output"]}
 
-    def cache_material(self, step: dict[str, Any], args: dict[str, Any], store: ObjectStore) -> Any:
+    def cache_material(self, args: dict[str, Any]) -> Any:
         return {"Message": args["Message"]}
 
     def outputs(self, result: dict[str, Any]) -> list[str]:

@@ -246,6 +246,17 @@ CASES = [
         r"\(it writes weighted_recall, accuracy_<head>, recall_<head>\)",
     ),
     (
+        "register-mixing-cpu-and-gpu-instances",
+        BASE.replace(
+            "  - name: evaluate\n",
+            "  - name: reg\n    kind: register\n    model: train.model\n"
+            "    model_package_group: g\n    inference_instances: [ml.m5.large, ml.g5.xlarge]\n"
+            "  - name: evaluate\n",
+        ),
+        21,
+        r"inference_instances: mixes CPU \(ml\.m5\.large\) and GPU \(ml\.g5\.xlarge\) instance types",
+    ),
+    (
         "duplicate-key",  # PyYAML would keep the second silently: the spec that runs is not the one read
         edit(BASE, "    outputs: [train, test]\n", "    outputs: [train, test]\n    script: evaluate.py\n"),
         11,

@@ -74,6 +74,7 @@ def processing_step(step: ProcessingSpec, ctx: CompileContext, property_files: l
                     ExecutionVariables.PIPELINE_EXECUTION_ID,
                     step.name,
                     name,
+                    "",  # a trailing '/': S3 matches key prefixes, so 'train' must not also take 'train-large'
                 ],
             ),
         )

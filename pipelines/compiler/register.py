@@ -36,8 +36,9 @@ def compile_register(step: RegisterSpec, ctx: CompileContext) -> list[Any]:
 
     metrics = None
     if step.evaluation:
+        # the output prefix ends in '/': the file name follows it directly
         report_uri = Join(
-            on="/", values=[ctx.outputs[(step.evaluation, "evaluation")], ctx.report_files[step.evaluation]]
+            on="", values=[ctx.outputs[(step.evaluation, "evaluation")], ctx.report_files[step.evaluation]]
         )
         metrics = ModelMetrics(model_statistics=MetricsSource(content_type="application/json", s3_uri=report_uri))
     model = serving_model(step, ctx, step.inference_instances[0])

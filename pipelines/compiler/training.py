@@ -14,6 +14,8 @@ def estimator(step: TrainingSpec, ctx: CompileContext) -> Any:
     from sagemaker.workflow.functions import Join
 
     checkpoint: Any = step.checkpoint_s3_uri
+    if isinstance(checkpoint, str) and checkpoint.startswith("s3://") and not checkpoint.endswith("/"):
+        checkpoint += "/"  # a prefix, not the start of every key that begins the same way
     if checkpoint == "auto":
         # per execution: a spot restart or a retried job resumes, a new execution starts fresh
         checkpoint = Join(
@@ -24,6 +26,7 @@ def estimator(step: TrainingSpec, ctx: CompileContext) -> Any:
                 "checkpoints",
                 ExecutionVariables.PIPELINE_EXECUTION_ID,
                 step.name,
+                "",  # a trailing '/': step 'tune' must not sync 'tune-large''s checkpoints
             ],
         )
     kwargs: dict[str, Any] = {}
@@ -49,7 +52,7 @@ def estimator(step: TrainingSpec, ctx: CompileContext) -> Any:
         metric_definitions=[{"Name": k, "Regex": v} for k, v in step.metrics.items()],
         checkpoint_s3_uri=checkpoint,
         environment=dict(step.environment) or None,
-        output_path=ctx.s3(step.name),
+        output_path=ctx.s3(step.name) + "/",
         code_location=ctx.code.prefix(ctx.bucket, ctx.pipeline_name),
         base_job_name=step.name,
         disable_profiler=True,

@@ -1,7 +1,9 @@
 """The local step cache: one entry per key under ``<run root>/cache/``, honouring ``ExpireAfter``.
 
-What a key is made of belongs to each step Type's runner (`Runner.cache_material`); this module
-hashes it, stores results, and serves a hit only while it has not expired and its outputs still exist.
+As SageMaker keys its cache: the pipeline, the step's name and Type, and the step Type's documented request
+attributes on URIs as given (`Runner.cache_material`), never the data's content. This module hashes them,
+stores results, and serves a hit only while it has not expired and its outputs still exist; a hit whose
+input data changed under the same URIs is still a hit (as on SageMaker), and says so.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from pipelines.files import write_atomic
 from pipelines.local.runners import Runner
-from pipelines.local.store import ObjectStore
+from pipelines.local.store import ObjectStore, StoreError
 
 _DURATION = TypeAdapter(timedelta)
 
@@ -33,12 +35,27 @@ def parse_duration(text: str) -> timedelta:
         raise CacheConfigError(f"bad ExpireAfter duration {text!r}") from None
 
 
-def cache_key(runner: Runner, step_type: str, step: dict[str, Any], args: dict[str, Any], store: ObjectStore) -> str:
-    blob = json.dumps({"Type": step_type, **runner.cache_material(step, args, store)}, sort_keys=True, default=str)
+def cache_key(pipeline: str, step_name: str, runner: Runner, step_type: str, args: dict[str, Any]) -> str:
+    material = {"Pipeline": pipeline, "Step": step_name, "Type": step_type, **runner.cache_material(args)}
+    blob = json.dumps(material, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 class StepCache:
+    def digests(self, uris: list[str]) -> dict[str, str]:
+        out = {}
+        for uri in uris:
+            try:
+                out[uri] = self.store.digest(uri)
+            except (StoreError, OSError):
+                continue
+        return out
+
+    def changed_inputs(self, entry: dict[str, Any]) -> list[str]:
+        """The inputs whose data is not what the cached run read (same URIs, other content)."""
+        now = self.digests(list(entry.get("inputs", {})))
+        return [uri for uri, digest in entry.get("inputs", {}).items() if now.get(uri) != digest]
+
     def __init__(self, root: Path, store: ObjectStore):
         self.directory = Path(root) / "cache"
         self.store = store
@@ -56,7 +73,8 @@ class StepCache:
             return None  # the earlier outputs are gone: run again
         return entry
 
-    def put(self, key: str, result: dict[str, Any], outputs: list[str], execution_id: str) -> None:
+    def put(self, key: str, result: dict[str, Any], outputs: list[str], execution_id: str,
+            inputs: list[str] | None = None) -> None:  # fmt: skip
         # the outputs that hold something: a hit needs them still there (an empty output uploads nothing)
         written = [uri for uri in outputs if self.store.exists(uri)]
         entry = {
@@ -64,5 +82,6 @@ class StepCache:
             "execution": execution_id,
             "result": result,
             "outputs": written,
+            "inputs": self.digests(inputs or []),  # the data read, to say when it changed under the same URIs
         }
         write_atomic(self.directory / f"{key}.json", json.dumps(entry, default=str))

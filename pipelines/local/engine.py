@@ -53,6 +53,7 @@ class StepState:
     failure_reason: str | None = None
     result: dict[str, Any] | None = None
     detail: str = ""  # what the running step reports it is doing (e.g. "3/8 trials, best 0.91")
+    cache_note: str | None = None  # a cache hit whose input data changed under the same URIs
 
     @property
     def elapsed(self) -> float | None:
@@ -65,6 +66,7 @@ class StepState:
             "type": self.type, "status": self.status, "cache_hit": self.cache_hit, "started": _iso(self.started),
             "ended": _iso(self.ended), "elapsed_seconds": round(self.elapsed, 3) if self.elapsed is not None else None,
             "attempts": self.attempts, "failure_reason": self.failure_reason, "depends_on": sorted(self.depends),
+            "cache_note": self.cache_note,
         }  # fmt: skip
 
 
@@ -389,15 +391,24 @@ class Execution:
     def _execute(self, state: StepState, directory: Path, log: Callable[[str], None]) -> None:
         step = state.definition
         runner = RUNNERS[state.type]
-        args: dict[str, Any] = self.resolver(step.get("Arguments", {})) if runner.resolve_arguments else {}
+        first_job = self._job_name(state, len(state.attempts) + 1)
+        resolver = self.resolver.for_job(first_job)
+        args: dict[str, Any] = resolver(step.get("Arguments", {})) if runner.resolve_arguments else {}
         (directory / "arguments.json").write_text(json.dumps(args, indent=2, sort_keys=True, default=str))
         cache = step.get("CacheConfig", {})
         key = None
         if self.options.use_cache and cache.get("Enabled") and runner.cacheable:
-            key = cache_key(runner, state.type, step, args, self.store)
+            key = cache_key(self.pipeline, state.name, runner, state.type, args)
             hit = self.cache.lookup(key, cache.get("ExpireAfter"))
             if hit is not None:
                 log(f"cache hit: reusing the results of execution {hit['execution']} (key {key[:12]})")
+                changed = self.cache.changed_inputs(hit)
+                if changed:
+                    state.cache_note = (
+                        f"the data under {', '.join(changed)} changed since execution {hit['execution']}; its "
+                        "result is reused anyway, as SageMaker would (its cache keys on URIs, not content)"
+                    )
+                    log(f"note: {state.cache_note}")
                 self._complete(state, directory, hit["result"], cache_hit=True)
                 return
         policies = step.get("RetryPolicies", [])
@@ -408,10 +419,10 @@ class Execution:
             number = len(state.attempts) + 1  # every attempt of the step, an earlier run's included
             job = Job(
                 state.name,
-                f"pipelines-{self.id}-{state.name}"[:63] + (f"-{number}" if number > 1 else ""),
+                self._job_name(state, number),
                 directory,
                 self.store,
-                self.resolver,
+                resolver,
                 log,
                 self.processes,
                 self.lock,
@@ -452,8 +463,12 @@ class Execution:
             )
             break
         if key is not None:
-            self.cache.put(key, result, runner.outputs(result), self.id)
+            self.cache.put(key, result, runner.outputs(result), self.id, runner.input_uris(args))
         self._complete(state, directory, result, cache_hit=False)
+
+    def _job_name(self, state: StepState, number: int) -> str:
+        """The job a step's attempt runs (a retried attempt is a new job, as on SageMaker)."""
+        return f"pipelines-{self.id}-{state.name}"[:63] + (f"-{number}" if number > 1 else "")
 
     def _complete(self, state: StepState, directory: Path, result: dict[str, Any], cache_hit: bool) -> None:
         (directory / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))

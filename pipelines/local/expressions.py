@@ -36,15 +36,15 @@ def path_tokens(path: str) -> list[str | int]:
     return tokens
 
 
+NAME_KEYS = ("OutputName", "Name", "PropertyFileName", "MetricName", "InputName", "ChannelName", "VariantName")
+
+
 def walk(value: Any, tokens: list[str | int], where: str) -> Any:
     for token in tokens:
         if isinstance(value, list) and isinstance(token, str):
-            # Outputs['train'] selects the element whose ...Name is 'train'
-            match = [
-                v
-                for v in value
-                if isinstance(v, dict) and token in (v.get("OutputName"), v.get("Name"), v.get("PropertyFileName"))
-            ]
+            # Outputs['train'] selects the element whose ...Name is 'train', as SageMaker's property paths do
+            # (FinalMetricDataList['val_loss'], ProcessingInputs['code'], InputDataConfig['train'], ...)
+            match = [v for v in value if isinstance(v, dict) and token in (v.get(k) for k in NAME_KEYS)]
             if not match:
                 raise ExpressionError(f"{where}: no element named {token!r}")
             value = match[0]
@@ -78,6 +78,11 @@ class Resolver:
     ):
         self.parameters, self.execution = parameters, execution
         self.step_result, self.read_s3_json = step_result, read_s3_json
+
+    def for_job(self, job_name: str) -> Resolver:
+        """This resolver inside one step's job: ``Execution.TrainingJobName`` / ``ProcessingJobName`` name it."""
+        variables = self.execution | {"TrainingJobName": job_name, "ProcessingJobName": job_name}
+        return Resolver(self.parameters, variables, self.step_result, self.read_s3_json)
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, list):

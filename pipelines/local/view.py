@@ -43,6 +43,7 @@ def load_view(root: Path, execution_id: str, store: ObjectStore | None = None) -
             cache_hit=summary.get("cache_hit", False), attempts=summary.get("attempts", []),
             failure_reason=summary.get("failure_reason"), result=_json(step_dir / "result.json", {}) or {},
             log=step_dir / "log.txt" if (step_dir / "log.txt").exists() else None,
+            cache_note=summary.get("cache_note"),
         )  # fmt: skip
         view.steps[name] = step
         curves = _json(step_dir / METRICS_FILE)

@@ -103,6 +103,9 @@ def lines(view: RunView) -> list[str]:
         if "EndpointStatus" in result or step.type == "Endpoint":
             url = f" at {result['Url']}" if result.get("Url") else ""
             out.append(f"endpoint: {result.get('EndpointName', name)} {result.get('EndpointStatus', '')}{url}")
+    for name, step in view.steps.items():
+        if step.cache_note:
+            out.append(f"note: {name} was a cache hit although {step.cache_note}")
     if view.report:
         out.append(f"report: {view.report}")
     return out

@@ -44,6 +44,7 @@ class StepView:
     failure_reason: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
     log: Path | None = None
+    cache_note: str | None = None  # a cache hit whose input data changed under the same URIs
 
 
 @dataclass

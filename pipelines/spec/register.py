@@ -24,13 +24,25 @@ class RegisterSpec(StepBase):
     image: Image = Image()
     content_types: list[str] = Field(default_factory=lambda: ["application/json", "application/x-npy", "image/png"])
     response_types: list[str] = Field(default_factory=lambda: ["application/json"])
-    inference_instances: list[str] = Field(default_factory=lambda: ["ml.m5.large", "ml.g5.xlarge"])
+    # one image is registered, built for the kind of instance listed: CPU types or GPU types, never both
+    inference_instances: list[str] = Field(default_factory=lambda: ["ml.m5.large", "ml.m5.xlarge"], min_length=1)
     transform_instances: list[str] = Field(default_factory=lambda: ["ml.m5.large"])
 
     def output_names(self) -> list[str]:
         return ["model_package_arn"]
 
     def check(self, checks: Checks, here: Path_) -> None:
+        from pipelines.instances import has_gpu
+
+        gpu = [t for t in self.inference_instances if has_gpu(t)]
+        cpu = [t for t in self.inference_instances if not has_gpu(t)]
+        if gpu and cpu:
+            checks.add(
+                (*here, "inference_instances"),
+                f"mixes CPU ({', '.join(cpu)}) and GPU ({', '.join(gpu)}) instance types; a model package "
+                "registers one inference image, built for one of them",
+                "list CPU types only (the CPU image is registered) or GPU types only (the GPU image)",
+            )
         if self.evaluation is None:
             return
         evaluations = [s.name for s in checks.spec.steps if s.kind == "evaluation"]

@@ -236,9 +236,14 @@ class Runner:
         """After it ran: the branch whose steps run (the others are Skipped)."""
         return None
 
-    def cache_material(self, step: dict[str, Any], args: dict[str, Any], store: ObjectStore) -> Any:
-        """What the cache key is made of: the same material means the same work on the same data."""
+    def cache_material(self, args: dict[str, Any]) -> Any:
+        """What SageMaker's cache key is made of for this Type: its documented attributes of the request, on
+        URIs as given (not content). The engine adds the pipeline and the step name."""
         raise NotImplementedError(f"{type(self).__name__} is not cacheable")
+
+    def input_uris(self, args: dict[str, Any]) -> list[str]:
+        """The locations a run reads: a hit whose data under them changed says so (SageMaker would not see it)."""
+        return []
 
     def outputs(self, result: dict[str, Any]) -> list[str]:
         """The locations a result publishes: a cache hit needs them still there."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from pathlib import Path
@@ -10,7 +9,6 @@ from typing import Any
 
 from pipelines.local.expressions import text
 from pipelines.local.runners.base import Job, Runner, StepFailed, job_environment, warn_unemulated
-from pipelines.local.store import ObjectStore
 
 
 class ProcessingRunner(Runner):
@@ -19,14 +17,14 @@ class ProcessingRunner(Runner):
     def run(self, step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[str, Any]:
         return run_processing(step, args, job)
 
-    def cache_material(self, step: dict[str, Any], args: dict[str, Any], store: ObjectStore) -> Any:
-        """Inputs by the digest of their content; the locations it writes to left out."""
-        material = copy.deepcopy(args)
-        for item in material.get("ProcessingInputs", []):
-            item["S3Input"]["S3Uri"] = "sha256:" + store.digest(item["S3Input"]["S3Uri"])
-        for item in material.get("ProcessingOutputConfig", {}).get("Outputs", []):
-            item["S3Output"].pop("S3Uri", None)
-        return {"Arguments": material, "PropertyFiles": step.get("PropertyFiles", [])}
+    # SageMaker's documented cache key attributes for a processing step
+    CACHE_ATTRIBUTES = ("AppSpecification", "Environment", "ProcessingInputs")
+
+    def cache_material(self, args: dict[str, Any]) -> Any:
+        return {k: args.get(k) for k in self.CACHE_ATTRIBUTES}
+
+    def input_uris(self, args: dict[str, Any]) -> list[str]:
+        return [item["S3Input"]["S3Uri"] for item in args.get("ProcessingInputs", []) if "S3Input" in item]
 
     def outputs(self, result: dict[str, Any]) -> list[str]:
         return [o["S3Output"]["S3Uri"] for o in result.get("ProcessingOutputConfig", {}).get("Outputs", [])]
@@ -48,6 +46,13 @@ def run_processing(step: dict[str, Any], args: dict[str, Any], job: Job) -> dict
     outputs = args.get("ProcessingOutputConfig", {}).get("Outputs", [])
     for item in outputs:
         Path(job.relocate(item["S3Output"]["LocalPath"])).mkdir(parents=True, exist_ok=True)
+    # what SageMaker writes into every processing container
+    config = Path(job.relocate("/opt/ml/config"))
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "processingjobconfig.json").write_text(
+        json.dumps({"ProcessingJobName": job.job_name, "ProcessingJobArn": job.arn("processing-job"), **args}, indent=2)
+    )
+    (config / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
     app = args["AppSpecification"]
     cmd = _python(
         [text(c) for c in job.relocate(app.get("ContainerEntrypoint", []) + app.get("ContainerArguments", []))], job

@@ -4,7 +4,6 @@ torchrun for ``torch_distributed``, metric regexes, checkpoints synced, ``model.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import re
@@ -19,7 +18,7 @@ from pipelines.files import write_atomic
 from pipelines.instances import gpu_count
 from pipelines.local.expressions import text
 from pipelines.local.runners.base import Job, Runner, StepFailed, job_environment, warn_unemulated
-from pipelines.local.store import ObjectStore, StoreError
+from pipelines.local.store import StoreError
 
 
 class TrainingRunner(Runner):
@@ -28,28 +27,24 @@ class TrainingRunner(Runner):
     def run(self, step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[str, Any]:
         return run_training(step, args, job)
 
-    def cache_material(self, step: dict[str, Any], args: dict[str, Any], store: ObjectStore) -> Any:
-        return {
-            "Arguments": job_material(args, "HyperParameters", store),
-            "PropertyFiles": step.get("PropertyFiles", []),
-        }
+    # SageMaker's documented cache key attributes for a training step (instance type, stopping condition
+    # and output path are not among them: changing those alone is a hit there too)
+    CACHE_ATTRIBUTES = ("AlgorithmSpecification", "CheckpointConfig", "DebugHookConfig", "DebugRuleConfigurations",
+                        "Environment", "HyperParameters", "InputDataConfig")  # fmt: skip
+
+    def cache_material(self, args: dict[str, Any]) -> Any:
+        return {k: args.get(k) for k in self.CACHE_ATTRIBUTES}
+
+    def input_uris(self, args: dict[str, Any]) -> list[str]:
+        return channel_uris(args)
 
     def outputs(self, result: dict[str, Any]) -> list[str]:
         return [result["ModelArtifacts"]["S3ModelArtifacts"]] if "ModelArtifacts" in result else []
 
 
-def job_material(args: dict[str, Any], hyperparameters: str, store: ObjectStore) -> dict[str, Any]:
-    """A training job's arguments for a cache key: channels and the source archive by the digest of their
-    content, checkpoints left out (also a tuning job's TrainingJobDefinition, with StaticHyperParameters)."""
-    material = copy.deepcopy(args)
-    for channel in material.get("InputDataConfig", []):
-        source = channel["DataSource"]["S3DataSource"]
-        source["S3Uri"] = "sha256:" + store.digest(source["S3Uri"])
-    submit = material.get(hyperparameters, {}).get("sagemaker_submit_directory")
-    if submit:
-        material[hyperparameters]["sagemaker_submit_directory"] = "sha256:" + store.digest(json.loads(submit))
-    material.pop("CheckpointConfig", None)
-    return material
+def channel_uris(args: dict[str, Any]) -> list[str]:
+    """A training job's (or a tuning job's training job definition's) channel locations."""
+    return [c["DataSource"]["S3DataSource"]["S3Uri"] for c in args.get("InputDataConfig", [])]
 
 
 EPOCH = re.compile(r"\bepoch[=: ]\s*(\d+)", re.IGNORECASE)
@@ -79,6 +74,42 @@ def loopback_rendezvous() -> list[str]:
         port = probe.getsockname()[1]
     return ["--nnodes", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
             "--local-addr", "127.0.0.1"]  # fmt: skip
+
+
+def check_requirements(code_dir: Path, job: Job) -> None:
+    """The toolkit pip-installs the source directory's requirements.txt; locally nothing is downloaded at run
+    time, so every requirement must already be met by this environment, or the job fails saying which."""
+    path = code_dir / "requirements.txt"
+    if not path.is_file():
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    missing = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            missing.append(f"{line} (not a requirement)")
+            continue
+        try:
+            installed = version(requirement.name)
+        except PackageNotFoundError:
+            missing.append(f"{line} (not installed)")
+            continue
+        if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
+            missing.append(f"{line} (installed: {installed})")
+    if missing:
+        raise StepFailed(
+            f"ClientError: requirements.txt asks for what this environment lacks: {'; '.join(missing)}. SageMaker's "
+            "training toolkit pip-installs it in the container; locally, install it into the project's .venv",
+            "ClientError",
+        )
+    job.log("requirements.txt: every requirement is met by this environment")
 
 
 def processes_for(instance_type: str, nproc: int | None) -> int:
@@ -116,37 +147,56 @@ def run_training(
     except (OSError, tarfile.TarError, StoreError) as exc:
         raise StepFailed(f"ClientError: cannot unpack the source archive {submit}: {exc}", "ClientError") from exc
 
-    env = {
-        "SM_MODEL_DIR": str(model_dir),
-        "SM_OUTPUT_DATA_DIR": str(output_dir),
-        "SM_OUTPUT_DIR": str(opt / "output"),
-        "SM_INPUT_DIR": str(opt / "input"),
-        "SM_HOSTS": json.dumps(["algo-1"]),
-        "SM_CURRENT_HOST": "algo-1",
-        "SM_NUM_GPUS": "0",
-        "SM_NUM_CPUS": str(os.cpu_count() or 1),
-        "SM_HPS": json.dumps(hps),
-        "SM_USER_ENTRY_POINT": program,
-        "SM_MODULE_DIR": submit,
-        "SM_INPUT_CONFIG_DIR": str(opt / "input" / "config"),
-        "TRAINING_JOB_NAME": job.job_name,
-        "TRAINING_JOB_ARN": job.arn("training-job"),
-    }
+    instance_type = str(resources.get("InstanceType", ""))
+    resource_config = {
+        "current_host": "algo-1", "current_instance_type": instance_type, "current_group_name": "homogeneousCluster",
+        "hosts": ["algo-1"], "network_interface_name": "lo",
+        "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": instance_type,
+                             "hosts": ["algo-1"]}],
+    }  # fmt: skip
+    input_data_config = {
+        c["ChannelName"]: {
+            "TrainingInputMode": c.get("InputMode", "File"), "RecordWrapperType": "None",
+            "S3DistributionType": c["DataSource"]["S3DataSource"].get("S3DistributionType", "FullyReplicated"),
+        }
+        for c in args.get("InputDataConfig", [])
+    }  # fmt: skip
     # what SageMaker writes into every training container, whatever the toolkit makes of it
     config_dir = opt / "input" / "config"
     config_dir.mkdir(parents=True, exist_ok=True)
     (config_dir / "hyperparameters.json").write_text(json.dumps(args.get("HyperParameters", {}), indent=2))
-    (config_dir / "resourceconfig.json").write_text(
-        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "lo"})
-    )
-    (config_dir / "inputdataconfig.json").write_text(
-        json.dumps(
-            {
-                c["ChannelName"]: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}
-                for c in args.get("InputDataConfig", [])
-            }
-        )
-    )
+    (config_dir / "resourceconfig.json").write_text(json.dumps(resource_config))
+    (config_dir / "inputdataconfig.json").write_text(json.dumps(input_data_config))
+    check_requirements(code_dir, job)
+    module = program.removesuffix(".py")
+    env = {
+        "SM_MODEL_DIR": str(model_dir),
+        "SM_OUTPUT_DATA_DIR": str(output_dir),
+        "SM_OUTPUT_DIR": str(opt / "output"),
+        "SM_OUTPUT_INTERMEDIATE_DIR": str(opt / "output" / "intermediate"),
+        "SM_INPUT_DIR": str(opt / "input"),
+        "SM_INPUT_CONFIG_DIR": str(config_dir),
+        "SM_HOSTS": json.dumps(["algo-1"]),
+        "SM_CURRENT_HOST": "algo-1",
+        "SM_CURRENT_INSTANCE_TYPE": instance_type,
+        "SM_NETWORK_INTERFACE_NAME": "lo",
+        # what the instance type has, as the toolkit reports it (the job still runs on this machine's devices)
+        "SM_NUM_GPUS": str(gpu_count(instance_type)),
+        "SM_NUM_CPUS": str(os.cpu_count() or 1),
+        "SM_NUM_NEURONS": "0",
+        "SM_LOG_LEVEL": "20",
+        "SM_HPS": json.dumps(hps),
+        "SM_USER_ENTRY_POINT": program,
+        "SM_MODULE_NAME": module,
+        "SM_MODULE_DIR": submit,
+        "SM_FRAMEWORK_PARAMS": "{}",
+        "SM_RESOURCE_CONFIG": json.dumps(resource_config),
+        "SM_INPUT_DATA_CONFIG": json.dumps(input_data_config),
+        "TRAINING_JOB_NAME": job.job_name,
+        "TRAINING_JOB_ARN": job.arn("training-job"),
+    }
+    # SM_HP_<NAME>: each hyperparameter, its name upper-cased, as the toolkit sets them
+    env |= {f"SM_HP_{k.upper()}": v if isinstance(v, str) else json.dumps(v) for k, v in hps.items()}
     channels = []
     for channel in args.get("InputDataConfig", []):
         name = channel["ChannelName"]
@@ -165,9 +215,21 @@ def run_training(
     else:
         env["SM_CHECKPOINT_DIR"] = str(opt / "checkpoints")
 
-    argv = [str(code_dir / program)]
+    user_args: list[str] = []
     for key, value in hps.items():
-        argv += [f"--{key}", str(value)]
+        user_args += [f"--{key}", str(value)]
+    argv = [str(code_dir / program), *user_args]
+    env["SM_USER_ARGS"] = json.dumps(user_args)
+    env["SM_TRAINING_ENV"] = json.dumps({
+        "channel_input_dirs": {c: env[f"SM_CHANNEL_{c.upper()}"] for c in channels}, "current_host": "algo-1",
+        "current_instance_type": instance_type, "hosts": ["algo-1"], "hyperparameters": hps,
+        "input_config_dir": env["SM_INPUT_CONFIG_DIR"], "input_data_config": input_data_config,
+        "input_dir": env["SM_INPUT_DIR"], "job_name": job.job_name, "log_level": 20, "model_dir": env["SM_MODEL_DIR"],
+        "module_dir": submit, "module_name": module, "network_interface_name": "lo",
+        "num_cpus": os.cpu_count() or 1, "num_gpus": gpu_count(instance_type), "output_data_dir": str(output_dir),
+        "output_dir": env["SM_OUTPUT_DIR"], "resource_config": resource_config, "user_entry_point": program,
+    })  # fmt: skip
+
     if distributed:
         n = processes_for(resources.get("InstanceType", ""), job.nproc)
         cmd = [job.python, "-m", "torch.distributed.run", *loopback_rendezvous(), "--nproc_per_node", str(n), *argv]
@@ -228,6 +290,7 @@ def run_training(
         "AlgorithmSpecification": args.get("AlgorithmSpecification", {}),
         "ResourceConfig": resources,
         "OutputDataConfig": args["OutputDataConfig"],
+        "InputDataConfig": args.get("InputDataConfig", []),
         "ModelArtifacts": {"S3ModelArtifacts": f"{output_path}/model.tar.gz"},
         "FinalMetricDataList": [{"MetricName": k, "Value": v, "Timestamp": now} for k, v in metrics.items()],
     }

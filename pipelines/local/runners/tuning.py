@@ -31,8 +31,7 @@ from typing import Any
 from pipelines.files import write_atomic
 from pipelines.local.arns import arn
 from pipelines.local.runners.base import Job, Runner, StepFailed
-from pipelines.local.runners.training import job_material, processes_for, run_training
-from pipelines.local.store import ObjectStore
+from pipelines.local.runners.training import channel_uris, processes_for, run_training
 
 # SageMaker caps names: tuning jobs at 32 characters, their training jobs at 63
 TUNING_NAME_MAX = 32
@@ -47,12 +46,21 @@ class TuningRunner(Runner):
     def run(self, step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[str, Any]:
         return Search(args, job).run()
 
-    def cache_material(self, step: dict[str, Any], args: dict[str, Any], store: ObjectStore) -> Any:
-        material = dict(args)
-        material["TrainingJobDefinition"] = job_material(
-            args.get("TrainingJobDefinition", {}), "StaticHyperParameters", store
-        )
-        return {"Arguments": material}
+    # SageMaker's documented cache key attributes for a tuning step, with the children of the training job
+    # definition that count
+    DEFINITION_ATTRIBUTES = ("AlgorithmSpecification", "HyperParameterRanges", "InputDataConfig",
+                             "StaticHyperParameters", "TuningObjective")  # fmt: skip
+
+    def cache_material(self, args: dict[str, Any]) -> Any:
+        definition = args.get("TrainingJobDefinition") or {}
+        return {
+            "HyperParameterTuningJobConfig": args.get("HyperParameterTuningJobConfig"),
+            "TrainingJobDefinition": {k: definition.get(k) for k in self.DEFINITION_ATTRIBUTES},
+            "TrainingJobDefinitions": args.get("TrainingJobDefinitions"),
+        }
+
+    def input_uris(self, args: dict[str, Any]) -> list[str]:
+        return channel_uris(args.get("TrainingJobDefinition") or {})
 
     def outputs(self, result: dict[str, Any]) -> list[str]:
         best = result.get("BestTrainingJob", {})
