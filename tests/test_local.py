@@ -595,8 +595,8 @@ def test_the_run_record_keeps_its_shape(first_run: dict) -> None:
     }  # fmt: skip
     assert first_run["runs"] == [] and first_run["processes"] == [] and first_run["engine"]["pid"] > 0
     summary_keys = {
-        "type", "status", "cache_hit", "started", "ended", "elapsed_seconds", "attempts", "failure_reason", "depends_on",
-        "cache_note",
+        "type", "status", "cache_hit", "started", "ended", "elapsed_seconds", "attempts", "failure_reason",
+        "depends_on", "cache_note",
     }  # fmt: skip
     assert all(set(step) == summary_keys for step in first_run["steps"].values())
     # the Fail step's message reads the evaluation report, so it waits for both

@@ -68,6 +68,23 @@ DUMP = """
 """
 
 
+def training_step(program: str, hyperparameters: dict[str, str], channels: bool) -> dict:
+    """A Training step as the compiler writes one, running ``program`` from the test's source archive."""
+    arguments = {
+        "AlgorithmSpecification": {"TrainingImage": "image", "TrainingInputMode": "File"},
+        "HyperParameters": {"sagemaker_program": f'"{program}"',
+                            "sagemaker_submit_directory": '"s3://b/code/sourcedir.tar.gz"', **hyperparameters},
+        "OutputDataConfig": {"S3OutputPath": "s3://b/models"},
+        "ResourceConfig": {"InstanceCount": 1, "InstanceType": "ml.g5.12xlarge" if channels else "ml.m5.large",
+                           "VolumeSizeInGB": 30},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    }  # fmt: skip
+    if channels:
+        source = {"S3DataType": "S3Prefix", "S3Uri": "s3://b/data/train/", "S3DistributionType": "FullyReplicated"}
+        arguments["InputDataConfig"] = [{"ChannelName": "train", "DataSource": {"S3DataSource": source}}]
+    return {"Name": "train", "Type": "Training", "Arguments": arguments}
+
+
 def _dump(log: Path) -> dict:
     line = next(x for x in log.read_text().splitlines() if x.startswith("DUMP "))
     return json.loads(line[5:])
@@ -77,34 +94,7 @@ def test_a_training_job_sees_what_the_training_toolkit_documents(tmp_path: Path)
     store = ObjectStore(tmp_path / "s3")
     put_source_archive(store, "s3://b/code/sourcedir.tar.gz", "dump.py", DUMP)
     store.put_bytes("s3://b/data/train/x.npy", b"data")
-    step = {
-        "Name": "train",
-        "Type": "Training",
-        "Arguments": {
-            "AlgorithmSpecification": {"TrainingImage": "image", "TrainingInputMode": "File"},
-            "HyperParameters": {
-                "sagemaker_program": '"dump.py"',
-                "sagemaker_submit_directory": '"s3://b/code/sourcedir.tar.gz"',
-                "epochs": "3",
-                "model": '"cnn"',
-            },
-            "InputDataConfig": [
-                {
-                    "ChannelName": "train",
-                    "DataSource": {
-                        "S3DataSource": {
-                            "S3DataType": "S3Prefix",
-                            "S3Uri": "s3://b/data/train/",
-                            "S3DistributionType": "FullyReplicated",
-                        }
-                    },
-                }
-            ],
-            "OutputDataConfig": {"S3OutputPath": "s3://b/models"},
-            "ResourceConfig": {"InstanceCount": 1, "InstanceType": "ml.g5.12xlarge", "VolumeSizeInGB": 30},
-            "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
-        },
-    }
+    step = training_step("dump.py", {"epochs": "3", "model": '"cnn"'}, channels=True)
     definition = {"Version": "2020-12-01", "Parameters": [], "Steps": [step]}
     execution = Execution(tmp_path, definition, {}, store, LocalOptions())
     assert execution.run() == "Succeeded"
@@ -143,20 +133,7 @@ def test_a_training_job_whose_requirements_are_not_met_fails_saying_which(tmp_pa
             info.size = len(text)
             tar.addfile(info, io.BytesIO(text.encode()))
     store.put_bytes("s3://b/code/sourcedir.tar.gz", raw.getvalue())
-    step = {
-        "Name": "train",
-        "Type": "Training",
-        "Arguments": {
-            "AlgorithmSpecification": {"TrainingImage": "image", "TrainingInputMode": "File"},
-            "HyperParameters": {
-                "sagemaker_program": '"t.py"',
-                "sagemaker_submit_directory": '"s3://b/code/sourcedir.tar.gz"',
-            },
-            "OutputDataConfig": {"S3OutputPath": "s3://b/models"},
-            "ResourceConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30},
-            "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
-        },
-    }
+    step = training_step("t.py", {}, channels=False)
     execution = Execution(tmp_path, {"Version": "2020-12-01", "Parameters": [], "Steps": [step]}, {}, store)
     assert execution.run() == "Failed"
     reason = execution.failure["reason"]  # type: ignore[index]
