@@ -30,14 +30,21 @@ def _load(config: str):  # type: ignore[no-untyped-def]
 
 def _compile(config: str):  # type: ignore[no-untyped-def]
     """The spec compiled, and every request of its definition checked against the SageMaker API's model."""
-    from pipelines.compiler import compile_pipeline
-    from pipelines.requests import check_instance_types, check_requests
+    from pipelines import compile_cache
     from pipelines.settings import Settings
 
     spec = _load(config)
+    settings = Settings()
+    cached = compile_cache.load(BUILD / ".compile-cache", config, spec, settings)
+    if cached is not None:  # nothing it is made of changed: no SDK import, no compile
+        return cached
+    from pipelines.compiler import compile_pipeline
+    from pipelines.requests import check_instance_types, check_requests
+
     check_instance_types(config, spec)
-    compiled = compile_pipeline(spec, Settings())
+    compiled = compile_pipeline(spec, settings)
     check_requests(config, compiled.spec, json.loads(compiled.definition))
+    compile_cache.save(BUILD / ".compile-cache", config, compiled)
     return compiled
 
 
