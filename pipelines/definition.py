@@ -1,8 +1,28 @@
-"""Reading a compiled definition, shared by the engine and the report: which steps a value reads from."""
+"""Reading a compiled definition, shared by the engine, the compiler's API check and the report: every
+step (a condition's branches included) and which steps a value reads from."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+BRANCHES = ("IfSteps", "ElseSteps")  # where a Condition step holds the steps it runs
+
+
+def all_steps(
+    definition: dict[str, Any], parent: str | None = None, branch: str = ""
+) -> Iterator[tuple[dict[str, Any], str | None, str]]:
+    """Every step, nested ones included, with the condition holding it and which of its branches."""
+    for step in definition.get("Steps", []):
+        yield step, parent, branch
+        if step.get("Type") == "Condition":
+            for key in BRANCHES:
+                yield from all_steps({"Steps": step.get("Arguments", {}).get(key, [])}, step["Name"], key)
+
+
+def find_step(definition: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The step of that name, wherever the definition nests it."""
+    return next((step for step, _, _ in all_steps(definition) if step.get("Name") == name), None)
 
 
 def references(value: Any, skip: frozenset[str] = frozenset()) -> set[str]:

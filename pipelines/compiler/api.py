@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from pipelines.definition import all_steps
+
 # definition Type -> the API call SageMaker Pipelines makes for it
 OPERATIONS = {
     "Processing": "CreateProcessingJob",
@@ -87,21 +89,13 @@ def _parameter_of(raw: Any) -> str | None:
     return None
 
 
-def steps(definition: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for step in definition.get("Steps", []):
-        yield step
-        if step.get("Type") == "Condition":
-            nested = step.get("Arguments", {})
-            yield from steps({"Steps": nested.get("IfSteps", []) + nested.get("ElseSteps", [])})
-
-
 def check_definition(definition: dict[str, Any], overrides: dict[str, Any] | None = None) -> list[Violation]:
     """Every violation of the service model in the definition, parameters at their defaults plus ``overrides``."""
     model = service_model()
     parameters = {p["Name"]: p.get("DefaultValue") for p in definition.get("Parameters", [])} | (overrides or {})
     out: list[Violation] = []
     name_shape = model.shape_for("StepName")
-    for step in steps(definition):
+    for step, _, _ in all_steps(definition):
         for rule in _scalar(name_shape, step["Name"]):
             out.append(Violation(step["Name"], ("Name",), f"step name {rule}"))
         operation = OPERATIONS.get(step.get("Type", ""))

@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pipelines.definition import find_step
 from pipelines.local.records import load_execution
 from pipelines.local.runners.training import METRICS_FILE
 from pipelines.local.store import ObjectStore, StoreError
 from pipelines.report.summary import model_artifact
-from pipelines.report.view import EVALUATION_FILES, Evaluation, RunView, StepView, _find, seconds
+from pipelines.report.view import EVALUATION_FILES, Evaluation, RunView, StepView, seconds
 
 REPORT = "report.html"
 
@@ -38,7 +39,7 @@ def load_view(root: Path, execution_id: str, store: ObjectStore | None = None) -
         step_dir = directory / "steps" / name
         step = StepView(
             name=name, type=summary["type"], status=summary["status"],
-            display_name=(_find(definition.get("Steps", []), name) or {}).get("DisplayName"),
+            display_name=(find_step(definition, name) or {}).get("DisplayName"),
             started=seconds(summary.get("started")), ended=seconds(summary.get("ended")),
             cache_hit=summary.get("cache_hit", False), attempts=summary.get("attempts", []),
             failure_reason=summary.get("failure_reason"), result=_json(step_dir / "result.json", {}) or {},

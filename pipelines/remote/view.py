@@ -8,9 +8,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pipelines.definition import find_step
 from pipelines.remote import TERMINAL, Remote, job_of
 from pipelines.remote.jobs import TRAINING_LOGS, trials
-from pipelines.report.view import Evaluation, RunView, StepView, _find, seconds
+from pipelines.report.view import Evaluation, RunView, StepView, seconds
 
 # a step's Metadata key -> the definition Type it ran (when the definition does not name the step)
 TYPES = {
@@ -141,7 +142,7 @@ def build_view(remote: Remote, arn: str, into: Path) -> RunView:
             view.evaluations[name] = Evaluation(name, into / name)
     for step in steps:
         name = step["StepName"]
-        found = _find(definition.get("Steps", []), name) or {}
+        found = find_step(definition, name) or {}
         result = _result(remote, view, step) if step["StepStatus"] == "Succeeded" else {}
         view.steps[name] = StepView(
             name=name,

@@ -5,15 +5,14 @@ and drawn with matplotlib, as SVG and PNG."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 
-from pipelines.definition import references
+from pipelines.definition import BRANCHES, all_steps, references
 
-BRANCHES = {"IfSteps": "if true", "ElseSteps": "else"}
+LABELS = {"IfSteps": "if true", "ElseSteps": "else"}
 STATUS_COLORS = {
     "Succeeded": "#c8e6c9", "Failed": "#ffcdd2", "Stopped": "#ffcdd2", "Executing": "#fff9c4",
     "Starting": "#fff9c4", "Skipped": "#eeeeee", "NotRun": "#eeeeee", "Pending": "#eeeeee",
@@ -22,26 +21,15 @@ TYPE_COLORS = {"Processing": "#e3f2fd", "Training": "#ede7f6", "Tuning": "#ede7f
                "Fail": "#ffebee", "RegisterModel": "#e8f5e9", "Model": "#e0f2f1"}  # fmt: skip
 
 
-def _steps(
-    steps: list[dict[str, Any]], parent: str | None = None, branch: str = ""
-) -> Iterator[tuple[dict[str, Any], str | None, str]]:
-    """Every step, nested ones included, with the condition holding it and which branch."""
-    for step in steps:
-        yield step, parent, branch
-        if step.get("Type") == "Condition":
-            for key in BRANCHES:
-                yield from _steps(step.get("Arguments", {}).get(key, []), step["Name"], key)
-
-
 def build(definition: dict[str, Any]) -> nx.DiGraph:
     """Nodes: steps (display name, Type). Edges: kind ``data``, ``depends`` or ``branch`` (label if/else)."""
     graph = nx.DiGraph()
     nested: list[tuple[str, str, str]] = []
-    for step, parent, branch in _steps(definition.get("Steps", [])):
+    for step, parent, branch in all_steps(definition):
         graph.add_node(step["Name"], label=step.get("DisplayName") or step["Name"], type=step.get("Type", ""))
         if parent:
             nested.append((parent, step["Name"], branch))
-    for step, _, _ in _steps(definition.get("Steps", [])):
+    for step, _, _ in all_steps(definition):
         name = step["Name"]
         for source in references(step.get("Arguments", {}), frozenset(BRANCHES)) - {name}:
             if source in graph:
@@ -50,7 +38,7 @@ def build(definition: dict[str, Any]) -> nx.DiGraph:
             if source in graph and not graph.has_edge(source, name):
                 graph.add_edge(source, name, kind="depends")
     for parent, child, branch in nested:
-        graph.add_edge(parent, child, kind="branch", label=BRANCHES[branch])
+        graph.add_edge(parent, child, kind="branch", label=LABELS[branch])
     return graph
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.definition import find_step
+
 EVALUATION_FILES = ("evaluation.json", "confusion_matrices.json", "predictions.csv", "worst_images.npz")
 COMPARISONS = {"GreaterThan": ">", "GreaterThanOrEqualTo": ">=", "LessThan": "<", "LessThanOrEqualTo": "<=",
                "Equals": "=="}  # fmt: skip
@@ -140,7 +142,7 @@ def gate_checks(view: RunView) -> list[dict[str, Any]]:
     for name, step in view.steps.items():
         if step.type != "Condition":
             continue
-        definition = _find(view.definition.get("Steps", []), name) or {}
+        definition = find_step(view.definition, name) or {}
         conditions = definition.get("Arguments", {}).get("Conditions", [])
         evaluations = step.result.get("Evaluations") or [{} for _ in conditions]
         for condition, evaluation in zip(conditions, evaluations, strict=False):
@@ -155,14 +157,3 @@ def gate_checks(view: RunView) -> list[dict[str, Any]]:
                 "outcome": evaluation.get("Outcome", step.result.get("Outcome") == "True") if step.result else None,
             })  # fmt: skip
     return out
-
-
-def _find(steps: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
-    for step in steps:
-        if step.get("Name") == name:
-            return step
-        for key in ("IfSteps", "ElseSteps"):
-            found = _find(step.get("Arguments", {}).get(key, []) if step.get("Type") == "Condition" else [], name)
-            if found:
-                return found
-    return None

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pipelines.definition import BRANCHES
 from pipelines.local.runners.base import Job, Runner
-
-BRANCHES = ("IfSteps", "ElseSteps")
 
 
 class ConditionRunner(Runner):
