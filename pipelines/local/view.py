@@ -12,7 +12,7 @@ from pipelines.local.records import load_execution
 from pipelines.local.runners.training import METRICS_FILE
 from pipelines.local.store import ObjectStore, StoreError
 from pipelines.report.summary import model_artifact
-from pipelines.report.view import EVALUATION_FILES, Evaluation, RunView, StepView, seconds
+from pipelines.report.view import Evaluation, RunView, StepView, seconds
 
 REPORT = "report.html"
 
@@ -61,7 +61,7 @@ def load_view(root: Path, execution_id: str, store: ObjectStore | None = None) -
             view.artifacts[name] = {"uri": artifact, "path": _shown(_local(store, artifact))}
         for output in step.result.get("ProcessingOutputConfig", {}).get("Outputs", []):
             path = _local(store, output.get("S3Output", {}).get("S3Uri", ""))
-            if path and any((path / f).is_file() for f in EVALUATION_FILES[:1]):
+            if path and (path / "evaluation.json").is_file():
                 view.evaluations[name] = Evaluation(name, path)
     if (directory / REPORT).exists():
         view.report = directory / REPORT

@@ -11,7 +11,8 @@ from typing import Any
 from pipelines.definition import find_step
 from pipelines.remote import TERMINAL, Remote, job_of
 from pipelines.remote.jobs import TRAINING_LOGS, trials
-from pipelines.report.view import Evaluation, RunView, StepView, seconds
+from pipelines.report.summary import model_artifact
+from pipelines.report.view import Evaluation, RunView, StepView, property_file_step, seconds
 
 # a step's Metadata key -> the definition Type it ran (when the definition does not name the step)
 TYPES = {
@@ -100,17 +101,13 @@ def _operand(view: RunView, expression: Any) -> Any:
         return expression
     if "Get" in expression and str(expression["Get"]).startswith("Parameters."):
         return view.parameters.get(expression["Get"].split(".", 1)[1])
-    spec = expression.get("Std:JsonGet", {})
-    source = (spec.get("PropertyFile") or {}).get("Get", "") if isinstance(spec.get("PropertyFile"), dict) else ""
-    step = source.split(".")[1] if source.startswith("Steps.") else None
-    if step in view.evaluations:
-        path = view.evaluations[step].directory / "evaluation.json"
-        if path.is_file():
-            value: Any = json.loads(path.read_text())
-            for part in spec["Path"].split("."):
-                value = value.get(part) if isinstance(value, dict) else None
-            return value
-    return None
+    step = property_file_step(expression)
+    if step not in view.evaluations:
+        return None
+    value: Any = view.evaluations[step].report
+    for part in expression["Std:JsonGet"]["Path"].split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def build_view(remote: Remote, arn: str, into: Path) -> RunView:
@@ -173,8 +170,6 @@ def build_view(remote: Remote, arn: str, into: Path) -> RunView:
                 }
                 for c in found.get("Arguments", {}).get("Conditions", [])
             ]
-        from pipelines.report.summary import model_artifact
-
         artifact = model_artifact(result)
         if artifact:
             local = into / name / "model.tar.gz"

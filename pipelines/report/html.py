@@ -21,7 +21,7 @@ from pipelines.files import write_atomic
 from pipelines.report import graph
 from pipelines.report.summary import failure_lines
 from pipelines.report.summary import lines as summary_lines
-from pipelines.report.view import Evaluation, RunView, gate_checks
+from pipelines.report.view import Evaluation, RunView, gate_checks, seconds
 
 MATRIX_LIMIT = 30  # heads with more classes get their most confused pairs instead of a grid
 CONFUSED_PAIRS = 15
@@ -86,7 +86,7 @@ def timeline(view: RunView) -> str:
             rows.append((name, step.started, end, "#90caf9", "//"))
         elif step.attempts:
             for attempt in step.attempts:
-                start, stop = _seconds(attempt.get("started")), _seconds(attempt.get("ended"))
+                start, stop = seconds(attempt.get("started")), seconds(attempt.get("ended"))
                 if start is None:
                     continue
                 color = "#a5d6a7" if attempt.get("status") == "Succeeded" else "#ef9a9a"
@@ -96,7 +96,7 @@ def timeline(view: RunView) -> str:
             color = {"Succeeded": "#a5d6a7", "Failed": "#ef9a9a", "Stopped": "#ef9a9a"}.get(step.status, "#e0e0e0")
             rows.append((name, step.started, end, color, ""))
         for trial in view.trials.get(name, []):
-            start, stop = _seconds(trial.get("Started")), _seconds(trial.get("Ended"))
+            start, stop = seconds(trial.get("Started")), seconds(trial.get("Ended"))
             if start is not None:
                 color = {"Completed": "#ce93d8", "Stopped": "#ffcc80"}.get(
                     str(trial.get("TrainingJobStatus")), "#ef9a9a"
@@ -238,7 +238,7 @@ def thumbnails(worst: dict[str, np.ndarray]) -> str:
 def evaluation(view: RunView, step: str, evaluation: Evaluation) -> str:
     out = _table(["metric", "value"], [[k, v] for k, v in evaluation.metrics.items()], "metrics")
     for check in gate_checks(view):
-        if f"{step} " in check["left"] + " ":
+        if step in check["reads"]:  # a comparison of this evaluation's report
             verdict = "passed" if check["outcome"] else "not passed"
             out += (f'<p>Gate <b>{html.escape(check["display"])}</b>: {html.escape(check["left"])} = '
                     f'{_text(check["left_value"])} {html.escape(check["op"])} {html.escape(check["right"])} = '
@@ -310,12 +310,6 @@ def write_report(view: RunView, path: Path) -> Path:
     view.report = path
     write_atomic(path, render(view))
     return path
-
-
-def _seconds(value: Any) -> float | None:
-    from pipelines.report.view import seconds
-
-    return seconds(value)
 
 
 def _is_number(value: Any) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -60,23 +61,26 @@ class Evaluation:
         path = self.directory / name
         return path if path.is_file() else None
 
+    @cached_property
+    def report(self) -> dict[str, Any]:
+        """``evaluation.json``, read once."""
+        path = self._path("evaluation.json")
+        return json.loads(path.read_text()) if path else {}
+
     @property
     def metrics(self) -> dict[str, float]:
-        path = self._path("evaluation.json")
-        report = json.loads(path.read_text()) if path else {}
-        return {k: float(v["value"]) for k, v in report.get("metrics", {}).items() if isinstance(v, dict)}
+        return {k: float(v["value"]) for k, v in self.report.get("metrics", {}).items() if isinstance(v, dict)}
 
     @property
     def samples(self) -> int | None:
-        path = self._path("evaluation.json")
-        return json.loads(path.read_text()).get("samples") if path else None
+        return self.report.get("samples")
 
-    @property
+    @cached_property
     def matrices(self) -> dict[str, dict[str, Any]]:
         path = self._path("confusion_matrices.json")
         return json.loads(path.read_text()) if path else {}
 
-    @property
+    @cached_property
     def worst(self) -> dict[str, np.ndarray] | None:
         path = self._path("worst_images.npz")
         if path is None:
@@ -115,6 +119,14 @@ class RunView:
         return self.steps[step].display_name or step if step in self.steps else step
 
 
+def property_file_step(expression: Any) -> str | None:
+    """The step whose property file a ``Std:JsonGet`` operand reads (``evaluate``), else None."""
+    spec = expression.get("Std:JsonGet") if isinstance(expression, dict) else None
+    source = spec.get("PropertyFile") if isinstance(spec, dict) else None
+    reference = str(source.get("Get", "")) if isinstance(source, dict) else ""
+    return reference.split(".")[1] if reference.startswith("Steps.") else None
+
+
 def describe_value(expression: Any) -> str:
     """A condition operand as people read it: ``evaluate weighted_recall``, ``AccuracyThreshold``, ``0.8``."""
     if isinstance(expression, dict):
@@ -124,11 +136,8 @@ def describe_value(expression: Any) -> str:
                 return " ".join(reference.split(".", 2)[1:])
             return reference.removeprefix("Parameters.").removeprefix("Execution.")
         if "Std:JsonGet" in expression:
-            spec = expression["Std:JsonGet"]
-            source = spec.get("PropertyFile", {}).get("Get", "") if isinstance(spec.get("PropertyFile"), dict) else ""
-            step = source.split(".")[1] if source.startswith("Steps.") else "file"
-            path = spec["Path"].removeprefix("metrics.").removesuffix(".value")
-            return f"{step} {path}"
+            path = expression["Std:JsonGet"]["Path"].removeprefix("metrics.").removesuffix(".value")
+            return f"{property_file_step(expression) or 'file'} {path}"
     return expression if isinstance(expression, str) else json.dumps(expression)
 
 
@@ -152,6 +161,7 @@ def gate_checks(view: RunView) -> list[dict[str, Any]]:
                 "step": name, "display": view.display(name), "type": condition["Type"],
                 "op": COMPARISONS.get(condition["Type"], condition["Type"]),
                 "left": describe_value(condition["LeftValue"]), "right": describe_value(condition["RightValue"]),
+                "reads": {property_file_step(condition[side]) for side in ("LeftValue", "RightValue")} - {None},
                 "left_value": None if is_literal(condition["LeftValue"]) else evaluation.get("LeftValue"),
                 "right_value": None if is_literal(condition["RightValue"]) else evaluation.get("RightValue"),
                 "outcome": evaluation.get("Outcome", step.result.get("Outcome") == "True") if step.result else None,
