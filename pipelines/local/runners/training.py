@@ -237,8 +237,7 @@ def run_training(
     else:
         cmd = [job.python, *argv]
 
-    metrics: dict[str, float] = {}
-    series: dict[str, list[float]] = {}  # every value each regex captured, in order: the job's curves
+    series: dict[str, list[float]] = {}  # every value each regex captured, in order: the curves; last = final
     regexes = [
         (m["Name"], re.compile(m["Regex"])) for m in args.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])
     ]
@@ -252,10 +251,10 @@ def run_training(
             match = regex.search(line)
             if match:
                 with contextlib.suppress(ValueError, IndexError):  # a line that only looks like a metric
-                    found[name] = metrics[name] = float(match.group(1))
-                    series.setdefault(name, []).append(metrics[name])
+                    found[name] = float(match.group(1))
+                    series.setdefault(name, []).append(found[name])
                     if on_metric:
-                        on_metric(name, metrics[name])
+                        on_metric(name, found[name])
         if found:
             lines_with_metrics += 1
             epoch = EPOCH.search(line)
@@ -292,5 +291,5 @@ def run_training(
         "OutputDataConfig": args["OutputDataConfig"],
         "InputDataConfig": args.get("InputDataConfig", []),
         "ModelArtifacts": {"S3ModelArtifacts": f"{output_path}/model.tar.gz"},
-        "FinalMetricDataList": [{"MetricName": k, "Value": v, "Timestamp": now} for k, v in metrics.items()],
+        "FinalMetricDataList": [{"MetricName": k, "Value": v[-1], "Timestamp": now} for k, v in series.items()],
     }
