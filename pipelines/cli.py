@@ -104,16 +104,11 @@ def cmd_upsert(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipelines.parameters import parse_overrides
     from pipelines.remote import Remote, require_settings
-    from pipelines.requests import check_overrides
     from pipelines.settings import Settings
 
     compiled = _compile(args.config)
-    # checked against the definition the pipeline was compiled to, exactly as a local run checks them
-    overrides = parse_overrides(json.loads(compiled.definition), args.params)
-    _check_bounds(compiled.spec, overrides)
-    check_overrides(json.loads(compiled.definition), overrides)
+    overrides = _overrides(compiled, json.loads(compiled.definition), args.params)
     settings = Settings()
     require_settings(settings)
     remote = Remote(settings)
@@ -135,14 +130,19 @@ def _close_remote(remote, arn: str, into: Path, write: bool = True) -> None:  # 
 
     view = remote.view(arn, into)
     if write:
-        try:
-            from pipelines.report.html import write_report
-
-            write_report(view, into / "report.html")
-        except Exception as exc:  # the execution's outcome stands whatever happens to its report
-            print(f"warning: the report could not be written: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _write_run_report(view, into / "report.html")
     for line in summary.lines(view):
         print(line, flush=True)
+
+
+def _write_run_report(view, path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The report at the end of a run: the execution's outcome stands whatever happens to its report."""
+    try:
+        from pipelines.report.html import write_report
+
+        write_report(view, path)
+    except Exception as exc:
+        print(f"warning: the report could not be written: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def _remote():  # type: ignore[no-untyped-def]
@@ -233,13 +233,19 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_bounds(spec, overrides: dict) -> None:  # type: ignore[no-untyped-def]
-    """Overrides get the checks defaults get: a parameter's min, max and choices (exit 2 before any run)."""
-    from pipelines.parameters import ParameterError
+def _overrides(compiled, definition: dict, pairs: list[str]) -> dict:  # type: ignore[no-untyped-def]
+    """``Name=Value`` overrides, typed against the definition the pipeline was compiled to (as for a local and
+    a SageMaker run alike), then given the checks defaults get: the parameter's min, max and choices, and the
+    SageMaker API's model for every request they reach. Exit 2 before anything runs."""
+    from pipelines.parameters import ParameterError, parse_overrides
+    from pipelines.requests import check_overrides
 
-    problems = spec.refuse_overrides(overrides)
+    overrides = parse_overrides(definition, pairs)
+    problems = compiled.spec.refuse_overrides(overrides)
     if problems:
         raise ParameterError("; ".join(problems))
+    check_overrides(definition, overrides)
+    return overrides
 
 
 def _docker(cmd: list[str]) -> int:
@@ -307,16 +313,12 @@ def cmd_local_run(args: argparse.Namespace) -> int:
     from pipelines.local.display import Display
     from pipelines.local.engine import Execution, LocalOptions
     from pipelines.local.store import ObjectStore
-    from pipelines.parameters import parse_overrides
-    from pipelines.requests import check_overrides
 
     compiled = _compile(args.config)
     compiled.write(BUILD / f"{compiled.name}.json")
     # from here on the engine sees only the definition JSON, as SageMaker would
     definition = json.loads(compiled.definition)
-    overrides = parse_overrides(definition, args.params)
-    _check_bounds(compiled.spec, overrides)
-    check_overrides(definition, overrides)
+    overrides = _overrides(compiled, definition, args.params)
     root = _root(args)
     store = ObjectStore(root / "s3", _mounts(args.mount))
     for uri, data in compiled.uploads().items():
@@ -394,12 +396,7 @@ def _close_execution(args: argparse.Namespace, execution_id: str, store, write: 
 
     view = load_view(_root(args), execution_id, store)
     if write:
-        try:
-            from pipelines.report.html import write_report
-
-            write_report(view, _root(args) / "executions" / view.id / REPORT)
-        except Exception as exc:  # the run's outcome stands whatever happens to its report
-            print(f"warning: the report could not be written: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _write_run_report(view, _root(args) / "executions" / view.id / REPORT)
     if view.status != "Succeeded":
         log = Path((view.failure or {}).get("log") or "")
         tail_lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
