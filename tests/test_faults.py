@@ -290,12 +290,9 @@ def _disk_full(case: Case) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_copy(src, dst, **kw)  # type: ignore[arg-type]
 
-    mp = pytest.MonkeyPatch()
-    mp.setattr(shutil, "copy2", full)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(shutil, "copy2", full)
         assert execution.run() == "Failed"
-    finally:
-        mp.undo()
     attempt = execution.states["stage"].attempts[-1]
     assert attempt["cause"] == "Step.SERVICE_FAULT"
     assert "cannot stage s3://b/in/" in attempt["reason"] and "No space left on device" in attempt["reason"]
@@ -318,12 +315,9 @@ def _interrupted_upload(case: Case) -> None:
                 raise OSError(errno.EIO, "Input/output error")
         return real_copy(src, dst, **kw)  # type: ignore[arg-type]
 
-    mp = pytest.MonkeyPatch()
-    mp.setattr(shutil, "copy2", crash_midway)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(shutil, "copy2", crash_midway)
         assert execution.run() == "Failed"
-    finally:
-        mp.undo()
     prefix = f"s3://b/out/{execution.id}/write/result/"
     visible = dict(store.objects(prefix)) if store.path(prefix).exists() else {}
     assert set(visible) <= {"part-0"} and all(p.read_text() == "x" * 1000 for p in visible.values())
@@ -707,20 +701,17 @@ def _concurrent_deploys(case: Case) -> None:
     "a job never sees the caller's AWS keys, profile or SMP settings; the region and the spec's variables it does",
 )
 def _credentials(case: Case) -> None:
-    mp = pytest.MonkeyPatch()
-    for name, value in (("AWS_ACCESS_KEY_ID", "AKIA-secret"), ("AWS_SECRET_ACCESS_KEY", "secret"),
-                        ("AWS_SESSION_TOKEN", "token"), ("AWS_PROFILE", "prod"), ("SMP_ROLE_ARN", "arn:r"),
-                        ("AWS_REGION", "eu-west-1")):  # fmt: skip
-        mp.setenv(name, value)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in (("AWS_ACCESS_KEY_ID", "AKIA-secret"), ("AWS_SECRET_ACCESS_KEY", "secret"),
+                            ("AWS_SESSION_TOKEN", "token"), ("AWS_PROFILE", "prod"), ("SMP_ROLE_ARN", "arn:r"),
+                            ("AWS_REGION", "eu-west-1")):  # fmt: skip
+            mp.setenv(name, value)
         step = processing_step("env", "env.py")
         step["Arguments"]["Environment"] = {"FROM_SPEC": "1"}
         names = "sorted(k for k in os.environ if k[:4] in ('AWS_', 'SMP_', 'FROM'))"
         dump = f"import json, os; print('ENV ' + json.dumps({names}))"
         execution = engine_with(case.tmp, {"env.py": dump}, [step])
         assert execution.run() == "Succeeded"
-    finally:
-        mp.undo()
     line = next(x for x in (execution.step_dir("env") / "log.txt").read_text().splitlines() if x.startswith("ENV "))
     assert json.loads(line[4:]) == ["AWS_REGION", "FROM_SPEC"]
 
