@@ -139,7 +139,8 @@ def test_a_change_hits_or_misses_as_sagemaker_decides(
         from pipelines.report.summary import lines
 
         said = lines(load_view(tmp_path, second.id))
-        assert any(line.startswith("note: prep was a cache hit although the data under s3://b/data/") for line in said), said
+        note = "note: prep was a cache hit although the data under s3://b/data/"
+        assert any(line.startswith(note) for line in said), said
     else:
         assert state.cache_note is None
 
