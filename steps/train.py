@@ -438,6 +438,18 @@ def build_scheduler(
     return None
 
 
+def check_schedule(saved: dict, fresh: dict, ckpt_path: Path, args: argparse.Namespace) -> None:
+    """A checkpoint resumes the learning-rate schedule it was written with; one of another length (a run
+    resumed with more --epochs, or another batch size or data size) would step past its end or jump."""
+    for key in ("total_steps", "T_max"):  # OneCycleLR, CosineAnnealingLR
+        if key in saved and saved.get(key) != fresh.get(key):
+            raise SystemExit(
+                f"train: error: the checkpoint {ckpt_path} belongs to a {args.scheduler} schedule of {saved[key]} "
+                f"steps, and this run's is {fresh.get(key)} steps (--epochs, --batch-size or the data changed); "
+                "run it with the settings it was written with, or pass --restart true to start over"
+            )
+
+
 def model_config(args: argparse.Namespace, train_set: ShardDataset, weights: torch.Tensor) -> dict:
     m = train_set.manifest
     return {
@@ -505,6 +517,7 @@ def run(args: argparse.Namespace) -> dict:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state["scheduler"] is not None:
+            check_schedule(state["scheduler"], scheduler.state_dict(), ckpt_path, args)
             scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"]["torch"].cpu())

@@ -302,3 +302,18 @@ def test_macro_recall_equals_scikit_learns_on_random_confusion_matrices() -> Non
     # the issue's example: a class predicted but never true counts as 0, as scikit-learn counts it
     confusion = torch.tensor([[1, 0, 1], [0, 2, 0], [0, 0, 0]])
     assert train.macro_recall(confusion) == pytest.approx(0.5)
+
+
+def test_a_checkpoint_resumed_with_another_schedule_length_is_refused_with_the_fix(
+    digits_shards: Path, tmp_path: Path
+) -> None:
+    """Found on a GPU run: resuming a 3-epoch onecycle run with --epochs 4 stepped past the schedule's end."""
+    env = training_env(tmp_path, digits_shards / "train", digits_shards / "validation")
+    first = run_step("train.py", "--epochs", "1", "--scheduler", "onecycle", env=env)
+    assert first.returncode == 0, first.stderr
+    longer = run_step("train.py", "--epochs", "2", "--scheduler", "onecycle", env=env)
+    assert longer.returncode != 0
+    assert "belongs to a onecycle schedule of" in longer.stderr and "--restart true" in longer.stderr
+    assert "Traceback" not in longer.stderr
+    same = run_step("train.py", "--epochs", "1", "--scheduler", "onecycle", env=env)
+    assert same.returncode == 0 and "resumed from" in same.stdout
