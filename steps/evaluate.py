@@ -81,15 +81,6 @@ def predict_split(predictor: Predictor, data: ShardDataset, batch_size: int) -> 
     return Predictions(predicted, confidence, true_probability)
 
 
-def image_ids(data_dir: Path, n: int) -> list[str]:
-    """The split's image ids (``image_ids.txt`` from preprocess.py), else the images' positions."""
-    path = data_dir / "image_ids.txt"
-    ids = path.read_text().splitlines() if path.exists() else []
-    if len(ids) != n:
-        return [str(i) for i in range(n)]
-    return ids
-
-
 def write_predictions(path: Path, ids: list[str], labels: np.ndarray, heads: list[str], preds: Predictions) -> None:
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
@@ -148,7 +139,7 @@ def evaluate(model_dir: Path, data_dir: Path, batch_size: int = 256, output: Pat
     report = {"metrics": metrics, "samples": len(data), "head_weights": weights}
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
-        ids = image_ids(data_dir, len(data))
+        ids = data.ids  # image_ids.txt from preprocess.py, else the images' positions
         write_predictions(output / "predictions.csv", ids, data.labels, data.heads, predictions)
         np.savez_compressed(output / "worst_images.npz", **worst_images(data, ids, predictions, weights))  # type: ignore[arg-type]
     return report, matrices

@@ -30,9 +30,10 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -81,7 +82,8 @@ class Source:
 # --------------------------------------------------------------------------- reading the input
 
 
-def list_parquet_files(inputs: Sequence[str]) -> list[Path]:
+def list_parquet_files(inputs: Sequence[str], allow_none: bool = False) -> list[Path]:
+    """The parquet files under the inputs, sorted; ``allow_none``: an instance's share may be empty."""
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
@@ -91,7 +93,7 @@ def list_parquet_files(inputs: Sequence[str]) -> list[Path]:
             files.append(path)
         else:
             raise InputError(f"{path}: no such file or directory")
-    if not files:
+    if not files and not allow_none:
         raise InputError(f"no .parquet files found in {', '.join(inputs)}")
     return files
 
@@ -291,24 +293,23 @@ def scan_encoded(files: list[Path], args: argparse.Namespace) -> Source:
     return Source(files, "encoded", heads, labels, names, counts, np.empty(0), image_column, rows_per_file, image_ids)
 
 
-def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
-    """Assign each row to train (0), validation (1) or test (2), stratified over the joint label of all heads.
+def hashed_split(ids: Sequence[str], val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
+    """Assign each image to train (0), validation (1) or test (2) by a stable hash of its id and the seed.
 
-    Rows are ordered by label combination (combinations in random order, rows shuffled within each) and
-    walk a golden-ratio low-discrepancy sequence: any run of consecutive rows, so every combination and
-    the whole set, is split in the requested proportions to within a few rows, rare combinations included.
+    The verdict for an image depends on nothing else: not on the files' order, their row groups, how many
+    instances share the work or which one reads it. So any number of instances writes the same split,
+    and no image is in two splits or none.
     """
-    rng = np.random.default_rng(seed)
-    _, group = np.unique(labels, axis=0, return_inverse=True)
-    group = group.reshape(-1)
-    group_rank = rng.permutation(group.max() + 1 if len(group) else 0)[group]
-    order = np.lexsort((rng.random(len(labels)), group_rank))
-    q = np.empty(len(labels))
-    q[order] = (np.arange(len(labels)) * 0.6180339887498949 + rng.random()) % 1.0
-    split = np.zeros(len(labels), dtype=np.int8)
-    split[q < val_fraction] = 1
-    split[(q >= val_fraction) & (q < val_fraction + test_fraction)] = 2
+    u = np.fromiter(
+        (int.from_bytes(hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest(), "big") for i in ids),
+        dtype=np.uint64,
+        count=len(ids),
+    ) / float(2**64)
+    split = np.zeros(len(ids), dtype=np.int8)
+    split[u < val_fraction] = 1
+    split[(u >= val_fraction) & (u < val_fraction + test_fraction)] = 2
     return split
+
 
 
 def column_values(column: pa.ChunkedArray) -> np.ndarray:
@@ -323,38 +324,31 @@ def column_values(column: pa.ChunkedArray) -> np.ndarray:
     return values.astype(np.uint8)
 
 
-def iter_wide(source: Source, opts: Options) -> Iterator[np.ndarray]:
-    """Yield one (H*W, rows) uint8 array per row group, pixel-major, in input order.
-
-    Parquet stores each pixel column contiguously, so pixel-major is the layout the columns arrive
-    in: each block of columns is copied in without a transpose.
-    """
+def read_wide_group(path: Path, group: int, opts: Options) -> np.ndarray:
+    """One row group of a wide file as an (H*W, rows) uint8 array, pixel-major, read a block of columns at
+    a time. Parquet stores each pixel column contiguously, so each column is copied in without a transpose."""
     h, w = opts.wide_shape
     pixels = [str(i) for i in range(h * w)]
     blocks = [pixels[i : i + opts.block_columns] for i in range(0, len(pixels), opts.block_columns)]
-    for path in source.files:
-        pf = open_parquet(path)
-        first_row = 0
-        for rg in range(pf.num_row_groups):
-            n_rows = pf.metadata.row_group(rg).num_rows
-            out = np.empty((h * w, n_rows), dtype=np.uint8)
-            col = 0
-            for block in blocks:
-                table = read_row_group(pf, path, rg, block)
-                if any(column.null_count for column in table.columns):
-                    name, column = next((n, c) for n, c in zip(block, table.columns, strict=True) if c.null_count)
-                    row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
-                    raise InputError(f"{path}: null pixel in column '{name}' at row {first_row + row}")
-                for name, column in zip(block, table.columns, strict=True):
-                    try:
-                        out[col] = column_values(column)
-                    except ValueError as exc:
-                        raise InputError(f"{path}: pixel column '{name}' in rows {first_row}..: {exc}") from None
-                    col += 1
-                del table
-            first_row += n_rows
-            if n_rows:
-                yield out
+    pf = open_parquet(path)
+    first_row = sum(pf.metadata.row_group(g).num_rows for g in range(group))
+    out = np.empty((h * w, pf.metadata.row_group(group).num_rows), dtype=np.uint8)
+    col = 0
+    for block in blocks:
+        table = read_row_group(pf, path, group, block)
+        if any(column.null_count for column in table.columns):
+            name, column = next((n, c) for n, c in zip(block, table.columns, strict=True) if c.null_count)
+            row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+            raise InputError(f"{path}: null pixel in column '{name}' at row {first_row + row}")
+        for name, column in zip(block, table.columns, strict=True):
+            try:
+                out[col] = column_values(column)
+            except ValueError as exc:
+                raise InputError(f"{path}: pixel column '{name}' in rows {first_row}..: {exc}") from None
+            col += 1
+        del table
+    return out
+
 
 
 def wide_to_images(pixels: np.ndarray, shape: tuple[int, int], size: tuple[int, int] | None) -> np.ndarray:
@@ -383,7 +377,8 @@ def decode_image(data: bytes, channels: int) -> np.ndarray:
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
 
-def first_image_channels(source: Source) -> int:
+def first_image_shape(source: Source, channels: int | None) -> tuple[int, int, int]:
+    """(C, h, w) of the first image: C from its mode unless given (grey modes are 1 channel, others 3)."""
     from PIL import Image
 
     pf = open_parquet(source.files[0])
@@ -396,31 +391,30 @@ def first_image_channels(source: Source) -> int:
         raise InputError(f"{source.files[0]}: row 0: column '{source.image_column}' holds no image bytes")
     try:
         with Image.open(io.BytesIO(data)) as img:
-            return 1 if img.mode in ("L", "1", "I", "I;16", "F", "LA") else 3
+            found = 1 if img.mode in ("L", "1", "I", "I;16", "F", "LA") else 3
+            return channels or found, img.height, img.width
     except Exception as exc:  # PIL raises many types for data that is no image
         raise InputError(f"{source.files[0]}: row 0: cannot decode the image ({type(exc).__name__}: {exc})") from None
 
 
-def iter_encoded(source: Source, channels: int) -> Iterator[list[np.ndarray]]:
-    """Yield lists of (C, h, w) images in input order, one row group at a time."""
-    assert source.image_column is not None
-    row = 0
-    for path in source.files:
-        pf = open_parquet(path)
-        for rg in range(pf.num_row_groups):
-            column = read_row_group(pf, path, rg, [source.image_column]).column(0)
-            if pa.types.is_struct(column.type):
-                column = pa.chunked_array([c.field("bytes") for c in column.chunks])
-            images = []
-            for i, value in enumerate(column.to_pylist()):
-                if value is None:
-                    raise InputError(f"{path}: image is null at row {row + i}")
-                try:
-                    images.append(decode_image(value, channels))
-                except Exception as exc:  # PIL raises many types for corrupt data
-                    raise InputError(f"{path}: row {row + i}: cannot decode image ({exc})") from exc
-            row += len(images)
-            yield images
+
+def read_encoded_group(path: Path, group: int, image_column: str, channels: int) -> list[np.ndarray]:
+    """One row group of an encoded file as (C, h, w) images, in order."""
+    pf = open_parquet(path)
+    first_row = sum(pf.metadata.row_group(g).num_rows for g in range(group))
+    column = read_row_group(pf, path, group, [image_column]).column(0)
+    if pa.types.is_struct(column.type):
+        column = pa.chunked_array([c.field("bytes") for c in column.chunks])
+    images = []
+    for i, value in enumerate(column.to_pylist()):
+        if value is None:
+            raise InputError(f"{path}: image is null at row {first_row + i}")
+        try:
+            images.append(decode_image(value, channels))
+        except Exception as exc:  # PIL raises many types for corrupt data
+            raise InputError(f"{path}: row {first_row + i}: cannot decode image ({exc})") from exc
+    return images
+
 
 
 # --------------------------------------------------------------------------- transforming and writing
@@ -463,56 +457,164 @@ def resize(batch: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return out
 
 
-class ShardWriter:
-    """Appends images of one split to fixed-size ``.npy`` shards, streaming to disk."""
+@dataclass(frozen=True)
+class SplitLayout:
+    """Where one split's images go: fixed-size ``.npy`` shards, made at full size before any image is
+    converted, so that workers write their rows in place, in any order, each at its known position."""
 
-    def __init__(self, directory: Path, total: int, shape: tuple[int, int, int], shard_size: int):
-        self.directory, self.total, self.shape, self.shard_size = directory, total, shape, shard_size
-        self.written = 0
-        self.files: list[str] = []
-        self._fh: io.BufferedWriter | None = None
-        self._left = 0
-        self.sum = np.zeros(shape[0], dtype=np.float64)
-        self.sumsq = np.zeros(shape[0], dtype=np.float64)
+    directory: str
+    total: int
+    shape: tuple[int, int, int]
+    shard_size: int
 
-    def _open_next(self) -> None:
-        n = min(self.shard_size, self.total - self.written)
-        name = f"images_{len(self.files):05d}.npy"
-        self.files.append(name)
-        self._fh = open(self.directory / name, "wb")  # noqa: SIM115 - closed when the shard is full
-        header = {"descr": "|u1", "fortran_order": False, "shape": (n, *self.shape)}
-        np.lib.format.write_array_header_2_0(self._fh, header)
-        self._left = n
+    def names(self) -> list[str]:
+        return [f"images_{j:05d}.npy" for j in range(-(-self.total // self.shard_size))]
 
-    def write(self, images: np.ndarray) -> None:
-        if len(images) == 0:
-            return
-        flat = images.reshape(len(images), self.shape[0], -1).astype(np.float64)
-        self.sum += flat.mean(axis=2).sum(axis=0)
-        self.sumsq += (flat**2).mean(axis=2).sum(axis=0)
+    def create(self) -> None:
+        for j, name in enumerate(self.names()):
+            n = min(self.shard_size, self.total - j * self.shard_size)
+            np.lib.format.open_memmap(Path(self.directory) / name, "w+", np.uint8, (n, *self.shape))
+
+    def write(self, position: int, images: np.ndarray) -> None:
+        """``images`` at rows ``position..`` of the split, across shard boundaries."""
         while len(images):
-            if self._left == 0:
-                if self._fh:
-                    self._fh.close()
-                self._open_next()
-            assert self._fh is not None
-            take = images[: self._left]
-            self._fh.write(np.ascontiguousarray(take).tobytes())
-            self._left -= len(take)
-            self.written += len(take)
-            images = images[len(take) :]
+            j, row = divmod(position, self.shard_size)
+            shard = _mapped(str(Path(self.directory) / f"images_{j:05d}.npy"))
+            take = min(len(images), len(shard) - row)
+            shard[row : row + take] = images[:take]
+            images, position = images[take:], position + take
 
-    def close(self) -> None:
-        if self._fh:
-            self._fh.close()
-        if self.written != self.total:
-            raise RuntimeError(f"wrote {self.written} images, expected {self.total}")
 
-    def stats(self) -> tuple[list[float], list[float]]:
-        n = max(self.written, 1)
-        mean = self.sum / n
-        std = np.sqrt(np.maximum(self.sumsq / n - mean**2, 0.0))
-        return (mean / 255).round(6).tolist(), (std / 255).round(6).tolist()
+_MAPPED: dict[str, np.ndarray] = {}  # the shards this process has open (a worker keeps them between tasks)
+
+
+def _mapped(path: str) -> np.ndarray:
+    if path not in _MAPPED:
+        _MAPPED[path] = np.load(path, mmap_mode="r+")
+    return _MAPPED[path]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What every worker needs besides its row group."""
+
+    layout: str
+    opts: Options
+    shape: tuple[int, int, int]  # (C, H, W) of the output images
+    image_column: str | None
+    splits: dict[int, SplitLayout]  # by split index, non-empty splits only
+
+
+@dataclass(frozen=True)
+class Task:
+    """One row group: its rows' splits and where each split's first image of it goes."""
+
+    path: str
+    group: int
+    rows: int
+    assignment: np.ndarray  # (rows,) split index per row
+    positions: tuple[int, ...]  # per split index: the split's row this group's first image of it takes
+
+
+def convert(plan: Plan, task: Task) -> dict[str, Any]:
+    """Read, convert and write one row group; its per-split pixel sums come back for the statistics."""
+    opts, (c, h, w) = plan.opts, plan.shape
+    sums = {i: np.zeros((2, c), dtype=np.float64) for i in plan.splits}
+    positions = list(task.positions)
+
+    def emit(batch: np.ndarray, assignment: np.ndarray) -> None:
+        if opts.invert:
+            batch = 255 - batch
+        for i, layout in plan.splits.items():
+            mine = batch[assignment == i]
+            if len(mine):
+                flat = mine.reshape(len(mine), c, -1)
+                sums[i][0] += flat.sum(axis=2, dtype=np.uint64).sum(axis=0) / flat.shape[2]
+                squares = np.square(flat, dtype=np.uint32).sum(axis=2, dtype=np.uint64)
+                sums[i][1] += squares.sum(axis=0) / flat.shape[2]
+                layout.write(positions[i], mine)
+                positions[i] += len(mine)
+
+    path = Path(task.path)
+    if plan.layout == "wide":
+        pixels = read_wide_group(path, task.group, opts)
+        for lo in range(0, pixels.shape[1], opts.rows_per_chunk):
+            chunk = wide_to_images(pixels[:, lo : lo + opts.rows_per_chunk], opts.wide_shape, opts.size)
+            if c == 3:
+                chunk = np.repeat(chunk, 3, axis=1)
+            emit(chunk, task.assignment[lo : lo + len(chunk)])
+    else:
+        assert plan.image_column is not None
+        images = read_encoded_group(path, task.group, plan.image_column, c)
+        first_row = sum(pq.ParquetFile(path).metadata.row_group(g).num_rows for g in range(task.group))
+        for k, img in enumerate(images):
+            img = resize(img[None], opts.size)[0] if opts.size else img
+            if img.shape != (c, h, w):
+                raise InputError(
+                    f"{path}: row {first_row + k}: image of shape {img.shape}, earlier ones {(c, h, w)}; "
+                    "pass --size H W to resize all images to one size"
+                )
+            images[k] = img
+        if images:
+            emit(np.stack(images), task.assignment)
+    import resource
+
+    return {"rows": task.rows, "sums": sums, "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+
+
+def default_workers() -> int:
+    """The cores this process may use (a container's CPU set, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def convert_all(plan: Plan, tasks: list[Task], workers: int) -> tuple[dict[int, np.ndarray], int]:
+    """Every row group, by ``workers`` processes (in this one when 1); prints progress as groups finish.
+    Returns the per-split pixel sums and the largest peak RSS (KB) of any process that converted."""
+    total, done, t0 = sum(t.rows for t in tasks), 0, time.time()
+    sums = {i: np.zeros((2, plan.shape[0]), dtype=np.float64) for i in plan.splits}
+    peak = 0
+
+    def finished(result: dict[str, Any]) -> None:
+        nonlocal done, peak
+        done += result["rows"]
+        peak = max(peak, result["peak_rss_kb"])
+        for i, s in result["sums"].items():
+            sums[i] += s
+        print(f"preprocess: {done}/{total} rows ({done / max(time.time() - t0, 1e-9):.0f} rows/s)", flush=True)
+
+    if workers <= 1:
+        try:
+            for task in tasks:
+                finished(convert(plan, task))
+        finally:
+            _MAPPED.clear()
+        return sums, peak
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    # spawned, not forked: a fork of a process whose Arrow threads are running can deadlock
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(convert, plan, task) for task in tasks]
+        pending = set(futures)
+        while pending:
+            done_now, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done_now:
+                if future.exception() is not None:
+                    for other in pending:
+                        other.cancel()
+                    raise future.exception()  # type: ignore[misc]
+                finished(future.result())
+    return sums, peak
+
+
+def statistics(sums: np.ndarray, n: int) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the pixels, in [0, 1], from the sums of image means and mean squares."""
+    mean = sums[0] / max(n, 1)
+    std = np.sqrt(np.maximum(sums[1] / max(n, 1) - mean**2, 0.0))
+    return (mean / 255).round(6).tolist(), (std / 255).round(6).tolist()
 
 
 def sha256(path: Path) -> str:
@@ -521,6 +623,52 @@ def sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- instances
+
+
+def config_dir(inputs: Sequence[str]) -> Path:
+    """SageMaker's ``/opt/ml/config`` beside the input mounts (so a job run under a local sandbox that moved
+    ``/opt/ml`` finds its own), else ``/opt/ml/config``."""
+    for item in inputs:
+        text = str(Path(item).absolute())
+        if "/opt/ml/processing/" in text:
+            return Path(text.split("/opt/ml/processing/", 1)[0] + "/opt/ml/config")
+    return Path("/opt/ml/config")
+
+
+def this_host(config: Path) -> tuple[str, list[str]]:
+    """(current host, all hosts) from SageMaker's resource config; one host when there is none."""
+    try:
+        resource = json.loads((config / "resourceconfig.json").read_text())
+        return str(resource["current_host"]), [str(h) for h in resource["hosts"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "algo-1", ["algo-1"]
+
+
+def sharded_by_sagemaker(config: Path, inputs: Sequence[str]) -> bool:
+    """Whether SageMaker already gave this instance only its share of the input (``ShardedByS3Key``)."""
+    try:
+        job = json.loads((config / "processingjobconfig.json").read_text())
+    except (OSError, ValueError):
+        return False
+    for item in job.get("ProcessingInputs", []):
+        s3 = item.get("S3Input") or {}
+        local = str(s3.get("LocalPath", "")).rstrip("/")
+        mine = local and any(str(Path(i).absolute()).rstrip("/").endswith(local) for i in inputs)
+        if mine and s3.get("S3DataDistributionType") == "ShardedByS3Key":
+            return True
+    return False
+
+
+def my_share(files: list[Path], inputs: Sequence[str], host: str, hosts: list[str], config: Path) -> list[Path]:
+    """This instance's files: all it received when SageMaker sharded the input by key; else (every instance
+    sees every file) every N-th file by sorted position, so the instances together read each file once."""
+    if len(hosts) <= 1 or sharded_by_sagemaker(config, inputs):
+        return files
+    index = hosts.index(host) if host in hosts else 0
+    return [f for k, f in enumerate(files) if k % len(hosts) == index]
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -537,7 +685,18 @@ def run(args: argparse.Namespace) -> dict:
     )
     if not 0 <= opts.val_fraction + opts.test_fraction < 1:
         raise InputError("--val-fraction plus --test-fraction must be in [0, 1)")
-    files = list_parquet_files(args.input)
+    config = Path(args.resource_config).parent if args.resource_config else config_dir(args.input)
+    host, hosts = this_host(config)
+    several = len(hosts) > 1
+    if several:
+        received = list_parquet_files(args.input, allow_none=True)
+        files = my_share(received, args.input, host, hosts, config)
+        print(f"preprocess: instance {host} of {len(hosts)}: {len(files)} of {len(received)} file(s)", flush=True)
+        if not files:
+            print(f"preprocess: {host} has no files to convert (fewer files than instances); nothing to write")
+            return {"splits": {}, "host": host}
+    else:
+        files = list_parquet_files(args.input)
     layout = args.layout
     if layout == "auto":
         layouts = {detect_layout(p, open_parquet(p).schema_arrow) for p in files}
@@ -546,30 +705,28 @@ def run(args: argparse.Namespace) -> dict:
         layout = layouts.pop()
 
     if layout == "wide":
-        labels_csv = Path(args.labels) if args.labels else None
-        if labels_csv is None:
-            candidates = sorted({p.parent / "train.csv" for p in files if (p.parent / "train.csv").exists()})
-            if len(candidates) != 1:
-                raise InputError("wide layout needs the labels CSV: pass --labels PATH (train.csv keyed by image_id)")
-            labels_csv = candidates[0]
+        labels_csv = labels_file(args, files, several)
         source = scan_wide(files, labels_csv, args, opts)
-        channels = opts.channels or 1
+        h, w = opts.size or opts.wide_shape
+        shape = (opts.channels or 1, h, w)
         label_files = [labels_csv]
     else:
         source = scan_encoded(files, args)
-        channels = opts.channels or first_image_channels(source)
+        c, h, w = first_image_shape(source, opts.channels)
+        shape = (c, *(opts.size or (h, w)))
         label_files = []
 
-    source.split = stratified_split(source.labels, opts.val_fraction, opts.test_fraction, opts.seed)
+    source.split = hashed_split(source.ids, opts.val_fraction, opts.test_fraction, opts.seed)
     counts = {s: int((source.split == i).sum()) for i, s in enumerate(SPLITS)}
-    if counts["train"] == 0:
+    if counts["train"] == 0 and not several:  # with several instances, the train split is the sum of theirs
         raise InputError("the train split is empty: lower --val-fraction/--test-fraction or add data")
 
     output = output_root(args)
     output.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".preprocess-", dir=output))
+    part = Path(host) if several else Path()  # each instance its own part of every split
     try:
-        manifest = _write_splits(source, opts, channels, counts, staging)
+        manifest = _write_splits(source, opts, shape, counts, staging, part, args.workers)
         manifest["sources"] = [
             {"path": p.name, "sha256": sha256(p), "rows": n}
             for p, n in zip(source.files, source.rows_per_file, strict=True)
@@ -577,16 +734,18 @@ def run(args: argparse.Namespace) -> dict:
         manifest["options"] = {
             "layout": source.layout,
             "size": list(opts.size) if opts.size else None,
-            "channels": channels,
+            "channels": shape[0],
             "invert": opts.invert,
             "val_fraction": opts.val_fraction,
             "test_fraction": opts.test_fraction,
             "seed": opts.seed,
         }
+        if several:
+            manifest["host"], manifest["hosts"] = host, hosts
         text = json.dumps(manifest, indent=2, sort_keys=True)
         for split in SPLITS:
             if counts[split]:
-                (staging / split / "manifest.json").write_text(text)
+                (staging / split / part / "manifest.json").write_text(text)
         (staging / "manifest.json").write_text(text)
         _publish(staging, output, {s: Path(getattr(args, s)) if getattr(args, s) else output / s for s in SPLITS})
     finally:
@@ -594,74 +753,70 @@ def run(args: argparse.Namespace) -> dict:
     return manifest
 
 
-def _write_splits(source: Source, opts: Options, channels: int, counts: dict[str, int], staging: Path) -> dict:
-    writers: dict[int, ShardWriter] = {}
-    shape: tuple[int, int, int] | None = None
+def labels_file(args: argparse.Namespace, files: list[Path], several: bool) -> Path:
+    """The wide layout's labels CSV: ``--labels`` (a file, or a directory holding one CSV, as a processing
+    input mounts it), else the one ``train.csv`` beside the parquet files."""
+    if args.labels:
+        given = Path(args.labels)
+        if given.is_dir():
+            found = sorted(given.rglob("*.csv"))
+            if len(found) != 1:
+                raise InputError(f"--labels {given}: expected one .csv file in the directory, found {len(found)}")
+            return found[0]
+        return given
+    candidates = sorted({p.parent / "train.csv" for p in files if (p.parent / "train.csv").exists()})
+    if len(candidates) != 1:
+        hint = (
+            "; with several instances give the labels as their own input (FullyReplicated), so that every "
+            "instance has them"
+            if several
+            else ""
+        )
+        raise InputError(f"wide layout needs the labels CSV: pass --labels PATH (train.csv keyed by image_id){hint}")
+    return candidates[0]
 
-    def emit(batch: np.ndarray, start: int) -> None:
-        nonlocal shape
-        if opts.invert:
-            batch = 255 - batch
-        batch = resize(batch, opts.size)
-        if shape is None:
-            shape = tuple(batch.shape[1:])  # type: ignore[assignment]
-            for i, split in enumerate(SPLITS):
-                if counts[split]:
-                    (staging / split).mkdir()
-                    writers[i] = ShardWriter(staging / split, counts[split], shape, opts.shard_size)  # type: ignore[arg-type]
-        elif tuple(batch.shape[1:]) != shape:
-            raise InputError(
-                f"image at row {start} has shape {tuple(batch.shape[1:])}, earlier ones {shape}; "
-                "pass --size H W to resize all images to one size"
-            )
-        assignment = source.split[start : start + len(batch)]
-        for i, writer in writers.items():
-            writer.write(batch[assignment == i])
 
-    start = 0
-    t0 = time.time()
-    if source.layout == "wide":
-        for pixels in iter_wide(source, opts):
-            for lo in range(0, pixels.shape[1], opts.rows_per_chunk):
-                chunk = wide_to_images(pixels[:, lo : lo + opts.rows_per_chunk], opts.wide_shape, opts.size)
-                if channels == 3:
-                    chunk = np.repeat(chunk, 3, axis=1)
-                emit(chunk, start)
-                start += len(chunk)
-            rate = start / (time.time() - t0)
-            print(f"preprocess: {start}/{len(source.labels)} rows ({rate:.0f} rows/s)", flush=True)
-    else:
-        for images in iter_encoded(source, channels):
-            by_shape: list[np.ndarray] = []
-            for img in images:
-                by_shape.append(resize(img[None], opts.size)[0] if opts.size else img)
-            if len({im.shape for im in by_shape}) > 1:
-                raise InputError(
-                    f"{source.files[0]}: images near row {start} differ in size; pass --size H W to resize them"
-                )
-            # images were resized one by one (their sizes may differ); emit() finds them at size already
-            batch = np.stack(by_shape)
-            emit(batch, start)
-            start += len(batch)
-            rate = start / (time.time() - t0)
-            print(f"preprocess: {start}/{len(source.labels)} rows ({rate:.0f} rows/s)", flush=True)
+def _write_splits(
+    source: Source, opts: Options, shape: tuple[int, int, int], counts: dict[str, int], staging: Path, part: Path,
+    workers: int | None,
+) -> dict:  # fmt: skip
+    splits: dict[int, SplitLayout] = {}
+    for i, split in enumerate(SPLITS):
+        if counts[split]:
+            directory = staging / split / part
+            directory.mkdir(parents=True)
+            splits[i] = SplitLayout(str(directory), counts[split], shape, opts.shard_size)
+            splits[i].create()
+    plan = Plan(source.layout, opts, shape, source.image_column, splits)
+    tasks, start = [], 0
+    before = np.zeros(len(SPLITS), dtype=np.int64)  # images of each split in earlier row groups
+    for path in source.files:
+        metadata = pq.ParquetFile(path).metadata
+        for group in range(metadata.num_row_groups):
+            rows = metadata.row_group(group).num_rows
+            assignment = source.split[start : start + rows]
+            tasks.append(Task(str(path), group, rows, assignment, tuple(int(b) for b in before)))
+            before += np.bincount(assignment, minlength=len(SPLITS))
+            start += rows
     if start != len(source.labels):
-        raise InputError(f"read {start} images but found {len(source.labels)} labels")
-    for w in writers.values():
-        w.close()
+        raise InputError(f"the files hold {start} images but {len(source.labels)} labels were read")
+    workers = max(1, min(workers or default_workers(), len(tasks)))
+    print(f"preprocess: {len(tasks)} row group(s) of {len(source.files)} file(s) by {workers} worker(s)", flush=True)
+    sums, peak = convert_all(plan, [t for t in tasks if t.rows], workers)
+    print(f"preprocess: peak memory {peak / 1024:.0f} MB per worker", flush=True)
 
-    splits = {}
+    out = {}
     for i, split in enumerate(SPLITS):
         if not counts[split]:
             continue
         mask = source.split == i
         for j, head in enumerate(source.heads):
-            np.save(staging / split / f"labels_{head}.npy", source.labels[mask, j])
+            np.save(staging / split / part / f"labels_{head}.npy", source.labels[mask, j])
         ids = np.asarray(source.ids, dtype=object)[mask]
-        (staging / split / IDS_FILE).write_text("".join(f"{i}\n" for i in ids))
-        splits[split] = {"size": counts[split], "shards": writers[i].files}
-    mean, std = writers[0].stats()
-    assert shape is not None
+        (staging / split / part / IDS_FILE).write_text("".join(f"{i}\n" for i in ids))
+        out[split] = {"size": counts[split], "shards": splits[i].names()}
+    first = min(splits) if splits else 0
+    mean, std = statistics(sums[first], counts[SPLITS[first]]) if splits else ([], [])
     return {
         "format": "uint8-nchw-shards/v1",
         "shape": list(shape),
@@ -669,9 +824,11 @@ def _write_splits(source: Source, opts: Options, channels: int, counts: dict[str
             {"name": h, "num_classes": source.num_classes[h], "class_names": source.class_names[h]}
             for h in source.heads
         ],
-        "splits": splits,
+        "splits": out,
         "normalization": {"mean": mean, "std": std},
+        "pixel_sums": {SPLITS[i]: sums[i].tolist() for i in splits},  # what parts are merged by
     }
+
 
 
 def output_root(args: argparse.Namespace) -> Path:
@@ -744,6 +901,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--block-columns", type=int, default=4096, help="wide layout: columns read at a time")
     p.add_argument("--shard-size", type=int, default=50_000, help="images per output shard")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes converting row groups (default: every core this process may use)",
+    )
+    p.add_argument(
+        "--resource-config",
+        help="SageMaker's resourceconfig.json naming this instance and all of them (default: /opt/ml/config/, "
+        "found beside the input mounts); with several instances each converts its share into <split>/<host>/",
+    )
     return p
 
 
@@ -765,6 +933,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (pa.ArrowException, OSError) as exc:  # a file damaged past its footer, a full disk, ...
         print(f"preprocess: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    if not manifest["splits"]:
+        return 0  # an instance whose share was empty
     sizes = ", ".join(f"{k}={v['size']}" for k, v in manifest["splits"].items())
     print(f"preprocess: wrote {sizes} images of shape {manifest['shape']} to {output_root(args)}", flush=True)
     return 0
