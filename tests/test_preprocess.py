@@ -362,7 +362,8 @@ def test_instances_together_write_the_single_instance_split_image_for_image(tmp_
     raw = tmp_path / "raw"
     write_bengali(raw, n_images=240, n_files=5, rows_per_group=48, seed=3)  # a row group per file
     extra = ["--size", "16", "16", "--val-fraction", "0.2", "--test-fraction", "0.1", "--workers", "1"]
-    single = _upload(_as_instances(raw, tmp_path / "one", 1, sharded, extra), tmp_path / "s3-one") or tmp_path / "s3-one"
+    single = tmp_path / "s3-one"
+    _upload(_as_instances(raw, tmp_path / "one", 1, sharded, extra), single)
     _upload(_as_instances(raw, tmp_path / "three", 3, sharded, extra), tmp_path / "s3-three")
     assert sorted(p.name for p in (tmp_path / "s3-three" / "train").iterdir()) == ["algo-1", "algo-2", "algo-3"]
     seen: set[str] = set()
