@@ -55,6 +55,11 @@ def split_parts(directory: Path) -> list[Path]:
     return parts
 
 
+def has_split(directory: Path) -> bool:
+    """Whether a directory holds a preprocess output split (one part or several)."""
+    return (directory / "manifest.json").exists() or any(directory.glob("*/manifest.json"))
+
+
 def _host_order(name: str) -> tuple[str, int]:
     stem, _, number = name.rpartition("-")
     return (stem, int(number)) if number.isdigit() else (name, 0)
@@ -456,7 +461,7 @@ def make_loaders(
 ) -> tuple[ShardDataset, ShardDataset | None, DataLoader, DataLoader | None]:
     train_set = ShardDataset(args.train)
     val_dir = Path(args.validation) if args.validation else None
-    val_set = ShardDataset(val_dir) if val_dir and (val_dir / "manifest.json").exists() else None
+    val_set = ShardDataset(val_dir) if val_dir and has_split(val_dir) else None
     sampler: DistributedSampler[int] = DistributedSampler(
         train_set, num_replicas=rt.world_size, rank=rt.rank, shuffle=True, seed=args.seed
     )

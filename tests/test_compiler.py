@@ -175,6 +175,13 @@ def test_register_and_deploy_run_only_when_the_gate_passes_and_deploy_only_when_
     assert not any(s["Type"] == "Training" for s in d["Steps"]), "no hidden repack step"
 
 
+def test_flagship_preprocessing_splits_the_images_among_its_instances_and_copies_the_labels_to_each() -> None:
+    prep = next(s for s in definition("bengali.yaml")["Steps"] if s["Name"] == "preprocess")["Arguments"]
+    assert prep["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 2
+    distribution = {i["InputName"]: i["S3Input"]["S3DataDistributionType"] for i in prep["ProcessingInputs"]}
+    assert distribution == {"input": "ShardedByS3Key", "labels": "FullyReplicated", "code": "FullyReplicated"}
+
+
 def test_flagship_tuning_is_bayesian_ddp_on_spot_with_checkpoints() -> None:
     tune = next(s for s in definition("bengali.yaml")["Steps"] if s["Type"] == "Tuning")["Arguments"]
     job = tune["TrainingJobDefinition"]

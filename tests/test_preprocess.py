@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import run_step  # noqa: F401
+from tests.conftest import run_step, training_env
 from tests.tools.datasets import BENGALI_HEADS, encode_png, write_bengali, write_encoded
 
 
@@ -381,6 +381,11 @@ def test_instances_together_write_the_single_instance_split_image_for_image(tmp_
     merged = ShardDataset(tmp_path / "s3-three" / "train").manifest["normalization"]
     assert merged["mean"] == pytest.approx(ShardDataset(single / "train").manifest["normalization"]["mean"], abs=1e-5)
     assert merged["std"] == pytest.approx(ShardDataset(single / "train").manifest["normalization"]["std"], abs=1e-5)
+    if sharded:  # train.py takes such parts as its channels, validation included
+        env = training_env(tmp_path / "job", tmp_path / "s3-three" / "train", tmp_path / "s3-three" / "validation")
+        result = run_step("train.py", "--epochs", "1", "--batch-size", "32", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "val_weighted_recall=" in result.stdout
 
 
 def test_an_instance_without_files_finishes_cleanly(tmp_path: Path) -> None:

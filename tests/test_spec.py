@@ -257,6 +257,12 @@ CASES = [
         r"inference_instances: mixes CPU \(ml\.m5\.large\) and GPU \(ml\.g5\.xlarge\) instance types",
     ),
     (
+        "sharded-names-no-input",
+        edit(BASE, "    outputs: [train, test]\n", "    outputs: [train, test]\n    sharded: [data]\n"),
+        11,
+        r"steps\[0\]\.sharded\[0\]: 'data' is not one of this step's inputs \(none\)",
+    ),
+    (
         "duplicate-key",  # PyYAML would keep the second silently: the spec that runs is not the one read
         edit(BASE, "    outputs: [train, test]\n", "    outputs: [train, test]\n    script: evaluate.py\n"),
         11,

@@ -51,7 +51,12 @@ def processing_step(step: ProcessingSpec, ctx: CompileContext, property_files: l
         sagemaker_session=ctx.session,
     )
     inputs = [
-        ProcessingInput(input_name=name, source=ctx.source(src), destination=f"{PROCESSING}/input/{name}")
+        ProcessingInput(
+            input_name=name,
+            source=ctx.source(src),
+            destination=f"{PROCESSING}/input/{name}",
+            s3_data_distribution_type="ShardedByS3Key" if name in step.sharded else "FullyReplicated",
+        )
         for name, src in step.inputs.items()
     ]
     inputs.append(

@@ -91,11 +91,17 @@ class ObjectStore:
     def exists(self, uri: str) -> bool:
         return next(self.objects(uri), None) is not None
 
-    def download(self, uri: str, directory: Path) -> int:
-        """Stage a prefix (or one object) into a directory, as SageMaker does for an S3Prefix input."""
+    def download(self, uri: str, directory: Path, share: tuple[int, int] | None = None) -> int:
+        """Stage a prefix (or one object) into a directory, as SageMaker does for an S3Prefix input.
+        ``share=(k, n)``: instance k of n receives every n-th object by key (ShardedByS3Key), maybe none."""
         directory.mkdir(parents=True, exist_ok=True)
         n = 0
-        for rel, f in self.objects(uri):
+        objects = list(self.objects(uri))
+        if share is not None and objects:
+            objects = objects[share[0] :: share[1]]
+            if not objects:
+                return 0
+        for rel, f in objects:
             target = directory / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, target)  # a copy, as File mode gives: a job writing to its input cannot touch the store

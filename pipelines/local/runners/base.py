@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import os
 import re
 import shutil
@@ -147,6 +148,8 @@ class Job:
 
     def run(self, cmd: list[str], env: dict[str, str], cwd: Path, on_line: Callable[[str], None] | None = None) -> None:
         """Run a job's process, streaming its output into the log; raise `StepFailed` unless it exits 0."""
+        if self.stopped:  # stopped before it started (another instance of the job failed)
+            raise StepFailed("Stopped: the job was stopped early", "Stopped")
         self.log("$ " + " ".join(cmd))
         proc = subprocess.Popen(
             cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
@@ -192,10 +195,19 @@ class Job:
             text = text.replace(local + "/", uri.rstrip("/") + "/").replace(local, uri)
         return text
 
-    def stage(self, uri: str, local_path: str) -> Path:
+    def instance(self, number: int) -> Job:
+        """Instance ``number`` (1-based) of a job of several: its own sandbox under ``algo-<number>/``, its
+        log lines prefixed with its host name, the same store, processes and stop signal."""
+        host = f"algo-{number}"
+        return dataclasses.replace(
+            self, directory=self.directory / host, log=lambda line: self.log(f"[{host}] {line}"), staged={},
+            _current=None, stopped=False,
+        )  # fmt: skip
+
+    def stage(self, uri: str, local_path: str, share: tuple[int, int] | None = None) -> Path:
         target = Path(self.relocate(local_path))
         try:
-            n = self.store.download(uri, target)
+            n = self.store.download(uri, target, share)
         except StoreError as exc:
             hint = "; put the data there or serve its bucket from a directory with --mount BUCKET=DIR"
             raise StepFailed(f"ClientError: input {uri}: {exc}{hint}", "ClientError") from exc
@@ -253,6 +265,37 @@ class Runner:
         raise NotImplementedError
 
 
-def warn_unemulated(instance_count: Any, job: Job) -> None:
-    if int(instance_count or 1) > 1:
-        job.log(f"note: step '{job.step_name}' asks for {instance_count} instances; it runs as one local node")
+def on_every_instance(instances: list[Job], work: Callable[[Job], None]) -> None:
+    """``work`` for each instance of a job, side by side as SageMaker runs them; the first failure stops the
+    other instances and fails the job, naming the host it happened on."""
+    if len(instances) == 1:
+        work(instances[0])
+        return
+    failures: list[tuple[str, BaseException]] = []
+    lock = threading.Lock()
+
+    def one(host: str, instance: Job) -> None:
+        try:
+            work(instance)
+        except BaseException as exc:  # noqa: BLE001 - reported below, on the caller's thread
+            with lock:
+                failures.append((host, exc))
+                first = len(failures) == 1
+            if first:
+                for other in instances:
+                    if other is not instance:
+                        other.stop()
+
+    threads = [
+        threading.Thread(target=one, args=(f"algo-{k + 1}", instance), name=f"algo-{k + 1}", daemon=True)
+        for k, instance in enumerate(instances)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        host, exc = failures[0]
+        if isinstance(exc, StepFailed):
+            raise StepFailed(f"{exc.reason} (on {host})", exc.cause, exc.excerpt) from exc
+        raise exc

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.local.expressions import text
-from pipelines.local.runners.base import Job, Runner, StepFailed, job_environment, warn_unemulated
+from pipelines.local.runners.base import Job, Runner, StepFailed, job_environment, on_every_instance
+from pipelines.local.store import StoreError
 
 
 class ProcessingRunner(Runner):
@@ -40,42 +41,80 @@ def _python(cmd: list[str], job: Job) -> list[str]:
 
 
 def run_processing(step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[str, Any]:
-    warn_unemulated(args.get("ProcessingResources", {}).get("ClusterConfig", {}).get("InstanceCount", 1), job)
-    for item in args.get("ProcessingInputs", []):
-        job.stage(item["S3Input"]["S3Uri"], item["S3Input"]["LocalPath"])
+    """One processing job on ``InstanceCount`` local instances (processes), each given what SageMaker gives
+    its container: its share of each ``ShardedByS3Key`` input and all of every other, its own
+    ``/opt/ml/config/resourceconfig.json`` and output directories; each instance's outputs are then
+    uploaded to the output's S3 prefix in host order, as SageMaker's upload leaves them."""
+    count = int(args.get("ProcessingResources", {}).get("ClusterConfig", {}).get("InstanceCount", 1) or 1)
+    hosts = [f"algo-{k + 1}" for k in range(count)]
+    instances = [job] if count == 1 else [job.instance(k + 1) for k in range(count)]
     outputs = args.get("ProcessingOutputConfig", {}).get("Outputs", [])
-    for item in outputs:
-        Path(job.relocate(item["S3Output"]["LocalPath"])).mkdir(parents=True, exist_ok=True)
-    # what SageMaker writes into every processing container
-    config = Path(job.relocate("/opt/ml/config"))
-    config.mkdir(parents=True, exist_ok=True)
-    (config / "processingjobconfig.json").write_text(
-        json.dumps({"ProcessingJobName": job.job_name, "ProcessingJobArn": job.arn("processing-job"), **args}, indent=2)
-    )
-    (config / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
     app = args["AppSpecification"]
-    cmd = _python(
-        [text(c) for c in job.relocate(app.get("ContainerEntrypoint", []) + app.get("ContainerArguments", []))], job
-    )
-    env = job_environment({k: text(v) for k, v in job.relocate(args.get("Environment", {})).items()}, job)
-    job.sandbox.mkdir(parents=True, exist_ok=True)
+    if count > 1:
+        job.log(f"running {count} instances ({', '.join(hosts)}), each in {job.directory}/<host>/sandbox")
 
-    def on_line(line: str) -> None:
-        done = PROGRESS.search(line)
-        if done:
-            job.progress(f"{done.group(1)}/{done.group(2)} {done.group(3)}")
+    def prepare(k: int, instance: Job) -> tuple[list[str], dict[str, str]]:
+        instance.fresh_sandbox()
+        for item in args.get("ProcessingInputs", []):
+            s3 = item["S3Input"]
+            sharded = s3.get("S3DataDistributionType") == "ShardedByS3Key" and count > 1
+            target = instance.stage(s3["S3Uri"], s3["LocalPath"], (k, count) if sharded else None)
+            if sharded:
+                got = sum(1 for p in target.rglob("*") if p.is_file())
+                instance.log(f"input '{item['InputName']}' is ShardedByS3Key: this instance received {got} object(s)")
+        for item in outputs:
+            Path(instance.relocate(item["S3Output"]["LocalPath"])).mkdir(parents=True, exist_ok=True)
+        # what SageMaker writes into every processing container
+        config = Path(instance.relocate("/opt/ml/config"))
+        config.mkdir(parents=True, exist_ok=True)
+        (config / "processingjobconfig.json").write_text(json.dumps(
+            {"ProcessingJobName": job.job_name, "ProcessingJobArn": job.arn("processing-job"), **args}, indent=2
+        ))  # fmt: skip
+        (config / "resourceconfig.json").write_text(json.dumps({"current_host": hosts[k], "hosts": hosts}))
+        command = app.get("ContainerEntrypoint", []) + app.get("ContainerArguments", [])
+        cmd = _python([text(c) for c in instance.relocate(command)], instance)
+        env = {k: text(v) for k, v in instance.relocate(args.get("Environment", {})).items()}
+        return cmd, job_environment(env, instance)
 
-    job.run(cmd, env, job.sandbox, on_line)
+    prepared = {id(instance): prepare(k, instance) for k, instance in enumerate(instances)}
+
+    def work(instance: Job) -> None:
+        cmd, env = prepared[id(instance)]
+
+        def on_line(line: str) -> None:
+            done = PROGRESS.search(line)
+            if done:
+                prefix = f"{instance.directory.name}: " if count > 1 else ""
+                job.progress(f"{prefix}{done.group(1)}/{done.group(2)} {done.group(3)}")
+
+        instance.run(cmd, env, instance.sandbox, on_line)
+
+    on_every_instance(instances, work)
     for item in outputs:
-        n = job.store.upload(Path(job.relocate(item["S3Output"]["LocalPath"])), item["S3Output"]["S3Uri"])
-        job.log(f"uploaded {n} file(s) of output '{item['OutputName']}' to {item['S3Output']['S3Uri']}")
+        uri = item["S3Output"]["S3Uri"]
+        written: dict[str, str] = {}
+        for instance in instances:
+            local = Path(instance.relocate(item["S3Output"]["LocalPath"]))
+            keys = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+            overwritten = [key for key in keys if key in written]
+            n = job.store.upload(local, uri)
+            where = f" from {instance.directory.name}" if count > 1 else ""
+            job.log(f"uploaded {n} file(s) of output '{item['OutputName']}'{where} to {uri}")
+            if overwritten:
+                job.log(
+                    f"warning: {instance.directory.name} replaced {len(overwritten)} object(s) that "
+                    f"{written[overwritten[0]]} wrote under {uri} (e.g. {overwritten[0]}), as S3 would: instances "
+                    "of one job should write distinct names (e.g. under a directory named by their host)"
+                )
+            written |= dict.fromkeys(keys, instance.directory.name)
     property_files = {}
     for pf in step.get("PropertyFiles", []):
         output = next(o for o in outputs if o["OutputName"] == pf["OutputName"])
-        path = Path(job.relocate(output["S3Output"]["LocalPath"])) / pf["FilePath"]
+        # read where SageMaker reads it: from the output's S3 prefix, once every instance uploaded
+        location = output["S3Output"]["S3Uri"].rstrip("/") + "/" + pf["FilePath"]
         try:
-            property_files[pf["PropertyFileName"]] = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            property_files[pf["PropertyFileName"]] = json.loads(job.store.path(location).read_text())
+        except (OSError, json.JSONDecodeError, StoreError) as exc:
             raise StepFailed(
                 f"property file {pf['FilePath']} of output '{pf['OutputName']}' is unreadable: {exc}"
             ) from exc
@@ -85,6 +124,7 @@ def run_processing(step: dict[str, Any], args: dict[str, Any], job: Job) -> dict
         "ProcessingJobStatus": "Completed",
         "ProcessingInputs": args.get("ProcessingInputs", []),
         "ProcessingOutputConfig": args.get("ProcessingOutputConfig", {"Outputs": []}),
+        "ProcessingResources": args.get("ProcessingResources", {}),
         "AppSpecification": app,
         "PropertyFiles": property_files,
     }

@@ -17,7 +17,7 @@ from typing import Any
 from pipelines.files import write_atomic
 from pipelines.instances import gpu_count
 from pipelines.local.expressions import text
-from pipelines.local.runners.base import Job, Runner, StepFailed, job_environment, warn_unemulated
+from pipelines.local.runners.base import Job, Runner, StepFailed, job_environment, on_every_instance
 from pipelines.local.store import StoreError
 
 
@@ -119,28 +119,50 @@ def processes_for(instance_type: str, nproc: int | None) -> int:
     return max(1, min(gpu_count(instance_type) or 1, os.cpu_count() or 1))
 
 
-def run_training(
-    step: dict[str, Any],
-    args: dict[str, Any],
-    job: Job,
-    on_metric: Callable[[str, float], None] | None = None,
-) -> dict[str, Any]:
-    """Run one training job; ``on_metric(name, value)`` hears every metric line as it is printed."""
+def _multi_node_rendezvous() -> list[str]:
+    """torchrun's static rendezvous as SageMaker's toolkit starts it on every node (``--nnodes``,
+    ``--node-rank``, the master's address and port): here the master is algo-1 at 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return ["--master-addr", "127.0.0.1", "--master-port", str(port)]
+
+
+Snapshot = dict[str, tuple[int, int]]  # relative path -> (size, mtime ns)
+
+
+def _snapshot(directory: Path) -> Snapshot:
+    return {
+        p.relative_to(directory).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in directory.rglob("*")
+        if p.is_file()
+    }
+
+
+def _upload_changed(node: Job, local: Path, uri: str, before: Snapshot) -> None:
+    """What SageMaker's checkpoint sync uploads from a node: the files written there during the job, not
+    the ones it downloaded and left alone (another node's newer checkpoint must not be replaced by them)."""
+    now = _snapshot(local)
+    changed = [rel for rel, stat in now.items() if before.get(rel) != stat]
+    for rel in changed:
+        node.store.upload_file(local / rel, uri.rstrip("/") + "/" + rel)
+    if changed:
+        node.log(f"checkpoints: uploaded {len(changed)} file(s) to {uri}")
+
+
+def _prepare_node(
+    args: dict[str, Any], job: Job, node: Job, k: int, hosts: list[str], hps: dict[str, Any], program: str,
+    submit: str, distributed: bool, rendezvous: list[str],
+) -> tuple[Job, list[str], dict[str, str], Path, Snapshot]:  # fmt: skip
+    """One node's container: its /opt/ml, code, channels, config files, environment and command."""
+    if node is not job:
+        node.fresh_sandbox()
+    host = hosts[k]
     resources = args.get("ResourceConfig", {})
-    warn_unemulated(resources.get("InstanceCount", 1), job)
-    if args.get("EnableManagedSpotTraining"):
-        job.log("note: spot capacity has no local meaning; the job runs on demand (checkpoints still sync)")
-    opt = job.sandbox / "opt" / "ml"
+    opt = node.sandbox / "opt" / "ml"
     model_dir, output_dir, code_dir = opt / "model", opt / "output" / "data", opt / "code"
     for d in (model_dir, output_dir, code_dir):
         d.mkdir(parents=True, exist_ok=True)
-    hps = {k: decode_hyperparameter(v) for k, v in args.get("HyperParameters", {}).items()}
-    program = str(hps.pop("sagemaker_program", ""))
-    submit = str(hps.pop("sagemaker_submit_directory", ""))
-    distributed = bool(hps.pop("sagemaker_torch_distributed_enabled", False))
-    hps = {k: v for k, v in hps.items() if not k.startswith("sagemaker_") and k not in TOOLKIT_HYPERPARAMETERS}
-    if not program or not submit:
-        raise StepFailed("ClientError: no sagemaker_program / sagemaker_submit_directory hyperparameter", "ClientError")
     try:
         with tarfile.open(job.store.path(submit), "r:gz") as tar:
             tar.extractall(code_dir, filter="data")
@@ -149,10 +171,10 @@ def run_training(
 
     instance_type = str(resources.get("InstanceType", ""))
     resource_config = {
-        "current_host": "algo-1", "current_instance_type": instance_type, "current_group_name": "homogeneousCluster",
-        "hosts": ["algo-1"], "network_interface_name": "lo",
+        "current_host": host, "current_instance_type": instance_type, "current_group_name": "homogeneousCluster",
+        "hosts": hosts, "network_interface_name": "lo",
         "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": instance_type,
-                             "hosts": ["algo-1"]}],
+                             "hosts": hosts}],
     }  # fmt: skip
     input_data_config = {
         c["ChannelName"]: {
@@ -167,7 +189,7 @@ def run_training(
     (config_dir / "hyperparameters.json").write_text(json.dumps(args.get("HyperParameters", {}), indent=2))
     (config_dir / "resourceconfig.json").write_text(json.dumps(resource_config))
     (config_dir / "inputdataconfig.json").write_text(json.dumps(input_data_config))
-    check_requirements(code_dir, job)
+    check_requirements(code_dir, node)
     module = program.removesuffix(".py")
     env = {
         "SM_MODEL_DIR": str(model_dir),
@@ -176,8 +198,8 @@ def run_training(
         "SM_OUTPUT_INTERMEDIATE_DIR": str(opt / "output" / "intermediate"),
         "SM_INPUT_DIR": str(opt / "input"),
         "SM_INPUT_CONFIG_DIR": str(config_dir),
-        "SM_HOSTS": json.dumps(["algo-1"]),
-        "SM_CURRENT_HOST": "algo-1",
+        "SM_HOSTS": json.dumps(hosts),
+        "SM_CURRENT_HOST": host,
         "SM_CURRENT_INSTANCE_TYPE": instance_type,
         "SM_NETWORK_INTERFACE_NAME": "lo",
         # what the instance type has, as the toolkit reports it (the job still runs on this machine's devices)
@@ -200,20 +222,21 @@ def run_training(
     channels = []
     for channel in args.get("InputDataConfig", []):
         name = channel["ChannelName"]
-        target = job.stage(channel["DataSource"]["S3DataSource"]["S3Uri"], f"/opt/ml/input/data/{name}")
+        source = channel["DataSource"]["S3DataSource"]
+        sharded = source.get("S3DistributionType") == "ShardedByS3Key" and len(hosts) > 1
+        target = node.stage(source["S3Uri"], f"/opt/ml/input/data/{name}", (k, len(hosts)) if sharded else None)
         env[f"SM_CHANNEL_{name.upper()}"] = str(target)
         channels.append(name)
     env["SM_CHANNELS"] = json.dumps(channels)
     checkpoint = args.get("CheckpointConfig")
-    if checkpoint:
-        local = Path(job.relocate(checkpoint.get("LocalPath", "/opt/ml/checkpoints")))
-        local.mkdir(parents=True, exist_ok=True)
-        env["SM_CHECKPOINT_DIR"] = str(local)
-        if job.store.exists(checkpoint["S3Uri"]):
-            job.store.download(checkpoint["S3Uri"], local)
-            job.log(f"restored checkpoints from {checkpoint['S3Uri']}")
-    else:
-        env["SM_CHECKPOINT_DIR"] = str(opt / "checkpoints")
+    where = checkpoint.get("LocalPath", "/opt/ml/checkpoints") if checkpoint else "/opt/ml/checkpoints"
+    local = Path(node.relocate(where))
+    local.mkdir(parents=True, exist_ok=True)
+    env["SM_CHECKPOINT_DIR"] = str(local)
+    if checkpoint and job.store.exists(checkpoint["S3Uri"]):
+        job.store.download(checkpoint["S3Uri"], local)  # every node gets them
+        node.log(f"restored checkpoints from {checkpoint['S3Uri']}")
+    before = _snapshot(local)
 
     user_args: list[str] = []
     for key, value in hps.items():
@@ -221,8 +244,8 @@ def run_training(
     argv = [str(code_dir / program), *user_args]
     env["SM_USER_ARGS"] = json.dumps(user_args)
     env["SM_TRAINING_ENV"] = json.dumps({
-        "channel_input_dirs": {c: env[f"SM_CHANNEL_{c.upper()}"] for c in channels}, "current_host": "algo-1",
-        "current_instance_type": instance_type, "hosts": ["algo-1"], "hyperparameters": hps,
+        "channel_input_dirs": {c: env[f"SM_CHANNEL_{c.upper()}"] for c in channels}, "current_host": host,
+        "current_instance_type": instance_type, "hosts": hosts, "hyperparameters": hps,
         "input_config_dir": env["SM_INPUT_CONFIG_DIR"], "input_data_config": input_data_config,
         "input_dir": env["SM_INPUT_DIR"], "job_name": job.job_name, "log_level": 20, "model_dir": env["SM_MODEL_DIR"],
         "module_dir": submit, "module_name": module, "network_interface_name": "lo",
@@ -231,11 +254,47 @@ def run_training(
     })  # fmt: skip
 
     if distributed:
-        n = processes_for(resources.get("InstanceType", ""), job.nproc)
-        cmd = [job.python, "-m", "torch.distributed.run", *loopback_rendezvous(), "--nproc_per_node", str(n), *argv]
+        n = processes_for(instance_type, job.nproc)
+        nodes = ["--nnodes", str(len(hosts)), "--node-rank", str(k)] if len(hosts) > 1 else []
+        cmd = [job.python, "-m", "torch.distributed.run", *nodes, *rendezvous, "--nproc_per_node", str(n), *argv]
         env |= LOOPBACK
+        if k == 0:
+            job.log(f"torchrun: {len(hosts)} node(s) x {n} process(es) per node")
     else:
         cmd = [job.python, *argv]
+    env |= {k: text(v) for k, v in args.get("Environment", {}).items()}
+    return node, cmd, job_environment(env, node), code_dir, before
+
+
+def run_training(
+    step: dict[str, Any],
+    args: dict[str, Any],
+    job: Job,
+    on_metric: Callable[[str, float], None] | None = None,
+) -> dict[str, Any]:
+    """Run one training job on ``InstanceCount`` local nodes (``algo-1..N``, each its own sandbox and
+    ``/opt/ml``); ``on_metric(name, value)`` hears every metric line as it is printed."""
+    resources = args.get("ResourceConfig", {})
+    count = int(resources.get("InstanceCount", 1) or 1)
+    hosts = [f"algo-{k + 1}" for k in range(count)]
+    if args.get("EnableManagedSpotTraining"):
+        job.log("note: spot capacity has no local meaning; the job runs on demand (checkpoints still sync)")
+    hps = {k: decode_hyperparameter(v) for k, v in args.get("HyperParameters", {}).items()}
+    program = str(hps.pop("sagemaker_program", ""))
+    submit = str(hps.pop("sagemaker_submit_directory", ""))
+    distributed = bool(hps.pop("sagemaker_torch_distributed_enabled", False))
+    hps = {k: v for k, v in hps.items() if not k.startswith("sagemaker_") and k not in TOOLKIT_HYPERPARAMETERS}
+    if not program or not submit:
+        raise StepFailed("ClientError: no sagemaker_program / sagemaker_submit_directory hyperparameter", "ClientError")
+    nodes = [job] if count == 1 else [job.instance(k + 1) for k in range(count)]
+    rendezvous = loopback_rendezvous() if count == 1 else _multi_node_rendezvous()
+    if count > 1:
+        job.log(f"running {count} nodes ({', '.join(hosts)}), each in {job.directory}/<host>/sandbox")
+    prepared = [
+        _prepare_node(args, job, node, k, hosts, hps, program, submit, distributed, rendezvous)
+        for k, node in enumerate(nodes)
+    ]
+    checkpoint = args.get("CheckpointConfig")
 
     series: dict[str, list[float]] = {}  # every value each regex captured, in order: the curves; last = final
     regexes = [
@@ -265,19 +324,29 @@ def run_training(
             shown = " ".join(f"{k}={v:.4g}" for k, v in found.items())
             job.progress(f"epoch {epoch.group(1) if epoch else lines_with_metrics}: {shown}")
 
-    env |= {k: text(v) for k, v in args.get("Environment", {}).items()}
+    def work(node: Job) -> None:
+        cmd, env, cwd = next((c, e, d) for n, c, e, d, _ in prepared if n is node)
+        node.run(cmd, env, cwd, on_line)
+
     try:
-        job.run(cmd, job_environment(env, job), code_dir, on_line)
+        on_every_instance(nodes, work)
     finally:
         write_atomic(job.directory / METRICS_FILE, json.dumps(series))
         if checkpoint:  # kept even when the job fails, so a rerun resumes
-            job.store.upload(Path(env["SM_CHECKPOINT_DIR"]), checkpoint["S3Uri"])
+            for node, _, env, _, before in prepared:
+                _upload_changed(node, Path(env["SM_CHECKPOINT_DIR"]), checkpoint["S3Uri"], before)
     output_path = args["OutputDataConfig"]["S3OutputPath"].rstrip("/") + f"/{job.job_name}/output"
-    for name, directory in (("model.tar.gz", model_dir), ("output.tar.gz", output_dir)):
-        archive = job.directory / name
+    for name, sub in (("model.tar.gz", "model"), ("output.tar.gz", "output/data")):
+        # one archive of every node's directory, as SageMaker aggregates them (names should not clash)
+        archive, added = job.directory / name, dict[str, str]()
         with tarfile.open(archive, "w:gz") as tar:
-            for item in sorted(directory.iterdir()):
-                tar.add(item, arcname=item.name)
+            for node in nodes:
+                directory = node.sandbox / "opt" / "ml" / sub
+                for item in sorted(directory.iterdir()):
+                    if item.name in added:
+                        job.log(f"warning: {node.directory.name} also wrote {sub}/{item.name} ({added[item.name]} did)")
+                    tar.add(item, arcname=item.name)
+                    added[item.name] = node.directory.name
         job.store.upload_file(archive, f"{output_path}/{name}")
     now = datetime.now(UTC).isoformat()
     return {
