@@ -158,6 +158,11 @@ class Job:
         )  # fmt: skip
         with self.lock:
             self.processes.add(proc)
+            # a stop that came between the start and the registration did not see this process: stop it now
+            late = self.stopping.is_set()
+        if late:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
         self.on_spawn()
         self._current = proc
         cause = RootCause()
