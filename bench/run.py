@@ -24,6 +24,8 @@ OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "steps"))
 
+import scale  # noqa: E402  (bench/scale.py, beside this file)
+
 
 def measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """Run a command; return its wall time (s), its own peak RSS (MB) and its output."""
@@ -441,6 +443,8 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], str]] = {
     "tuning": bench_tuning,
     "serving": bench_serving,
     "report": bench_report,
+    "scale": lambda args: scale.bench_scale(args, measured),
+    "training": lambda args: scale.bench_training(args, measured),
 }
 
 

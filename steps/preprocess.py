@@ -98,7 +98,10 @@ def list_parquet_files(inputs: Sequence[str], allow_none: bool = False) -> list[
     return files
 
 
+@functools.lru_cache(maxsize=16)
 def open_parquet(path: Path) -> pq.ParquetFile:
+    """A parquet file, opened once per process: the Bengali files' footers describe 32,333 columns each,
+    and parsing one costs ~0.1 s."""
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty (0 bytes)")
     try:
@@ -330,7 +333,7 @@ def read_wide_group(path: Path, group: int, opts: Options) -> np.ndarray:
     h, w = opts.wide_shape
     pixels = [str(i) for i in range(h * w)]
     blocks = [pixels[i : i + opts.block_columns] for i in range(0, len(pixels), opts.block_columns)]
-    pf = open_parquet(path)
+    pf = open_parquet.__wrapped__(path)  # not kept open: a worker's memory is its row group's
     first_row = sum(pf.metadata.row_group(g).num_rows for g in range(group))
     out = np.empty((h * w, pf.metadata.row_group(group).num_rows), dtype=np.uint8)
     col = 0
@@ -400,7 +403,7 @@ def first_image_shape(source: Source, channels: int | None) -> tuple[int, int, i
 
 def read_encoded_group(path: Path, group: int, image_column: str, channels: int) -> list[np.ndarray]:
     """One row group of an encoded file as (C, h, w) images, in order."""
-    pf = open_parquet(path)
+    pf = open_parquet.__wrapped__(path)
     first_row = sum(pf.metadata.row_group(g).num_rows for g in range(group))
     column = read_row_group(pf, path, group, [image_column]).column(0)
     if pa.types.is_struct(column.type):
@@ -485,7 +488,7 @@ class SplitLayout:
             images, position = images[take:], position + take
 
 
-_MAPPED: dict[str, np.ndarray] = {}  # the shards this process has open (a worker keeps them between tasks)
+_MAPPED: dict[str, np.ndarray] = {}  # the shards this process has open during one task
 
 
 def _mapped(path: str) -> np.ndarray:
@@ -546,7 +549,7 @@ def convert(plan: Plan, task: Task) -> dict[str, Any]:
     else:
         assert plan.image_column is not None
         images = read_encoded_group(path, task.group, plan.image_column, c)
-        first_row = sum(pq.ParquetFile(path).metadata.row_group(g).num_rows for g in range(task.group))
+        first_row = sum(open_parquet.__wrapped__(path).metadata.row_group(g).num_rows for g in range(task.group))
         for k, img in enumerate(images):
             img = resize(img[None], opts.size)[0] if opts.size else img
             if img.shape != (c, h, w):
@@ -559,7 +562,22 @@ def convert(plan: Plan, task: Task) -> dict[str, Any]:
             emit(np.stack(images), task.assignment)
     import resource
 
+    # the written pages stay in the page cache, not in this process: a worker's memory does not grow with
+    # the output it has written
+    for shard in _MAPPED.values():
+        shard.flush()  # type: ignore[attr-defined]
+    _MAPPED.clear()
+    pa.default_memory_pool().release_unused()
     return {"rows": task.rows, "sums": sums, "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _limit_threads(threads: int) -> None:
+    """In a worker: at most ``threads`` threads for Arrow (BLAS read its limit from the environment when
+    the worker imported numpy)."""
+    pa.set_cpu_count(threads)
 
 
 def default_workers() -> int:
@@ -586,27 +604,36 @@ def convert_all(plan: Plan, tasks: list[Task], workers: int) -> tuple[dict[int, 
         print(f"preprocess: {done}/{total} rows ({done / max(time.time() - t0, 1e-9):.0f} rows/s)", flush=True)
 
     if workers <= 1:
-        try:
-            for task in tasks:
-                finished(convert(plan, task))
-        finally:
-            _MAPPED.clear()
+        for task in tasks:
+            finished(convert(plan, task))
         return sums, peak
     import multiprocessing
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
+    # each worker gets its share of the cores for its own threads (BLAS in the resampling, Arrow's decoding):
+    # workers x default threads oversubscribe the cores, and BLAS threads spinning for a core cost 3-4x
+    threads = max(1, default_workers() // workers)
     # spawned, not forked: a fork of a process whose Arrow threads are running can deadlock
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(convert, plan, task) for task in tasks]
-        pending = set(futures)
-        while pending:
-            done_now, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for future in done_now:
-                if future.exception() is not None:
-                    for other in pending:
-                        other.cancel()
-                    raise future.exception()  # type: ignore[misc]
-                finished(future.result())
+    context = multiprocessing.get_context("spawn")
+    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    os.environ.update(dict.fromkeys(_THREAD_VARIABLES, str(threads)))  # inherited by the workers as they spawn
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_limit_threads, initargs=(threads,)) as pool:
+            pending = {pool.submit(convert, plan, task) for task in tasks}
+            while pending:
+                done_now, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done_now:
+                    if future.exception() is not None:
+                        for other in pending:
+                            other.cancel()
+                        raise future.exception()  # type: ignore[misc]
+                    finished(future.result())
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return sums, peak
 
 
@@ -726,11 +753,17 @@ def run(args: argparse.Namespace) -> dict:
     staging = Path(tempfile.mkdtemp(prefix=".preprocess-", dir=output))
     part = Path(host) if several else Path()  # each instance its own part of every split
     try:
-        manifest = _write_splits(source, opts, shape, counts, staging, part, args.workers)
+        from concurrent.futures import ThreadPoolExecutor
+
+        # the sources' digests are read while the workers convert (hashing releases the GIL)
+        with ThreadPoolExecutor(1) as hasher:
+            digests = hasher.map(sha256, [*source.files, *label_files])
+            manifest = _write_splits(source, opts, shape, counts, staging, part, args.workers)
+            digest = list(digests)
         manifest["sources"] = [
-            {"path": p.name, "sha256": sha256(p), "rows": n}
-            for p, n in zip(source.files, source.rows_per_file, strict=True)
-        ] + [{"path": p.name, "sha256": sha256(p)} for p in label_files]
+            {"path": p.name, "sha256": d, "rows": n}
+            for p, d, n in zip(source.files, digest, source.rows_per_file, strict=False)
+        ] + [{"path": p.name, "sha256": d} for p, d in zip(label_files, digest[len(source.files) :], strict=True)]
         manifest["options"] = {
             "layout": source.layout,
             "size": list(opts.size) if opts.size else None,
@@ -791,7 +824,7 @@ def _write_splits(
     tasks, start = [], 0
     before = np.zeros(len(SPLITS), dtype=np.int64)  # images of each split in earlier row groups
     for path in source.files:
-        metadata = pq.ParquetFile(path).metadata
+        metadata = open_parquet(path).metadata
         for group in range(metadata.num_row_groups):
             rows = metadata.row_group(group).num_rows
             assignment = source.split[start : start + rows]
@@ -800,6 +833,7 @@ def _write_splits(
             start += rows
     if start != len(source.labels):
         raise InputError(f"the files hold {start} images but {len(source.labels)} labels were read")
+    open_parquet.cache_clear()  # the scan's open files; a worker opens its file for its row group only
     workers = max(1, min(workers or default_workers(), len(tasks)))
     print(f"preprocess: {len(tasks)} row group(s) of {len(source.files)} file(s) by {workers} worker(s)", flush=True)
     sums, peak = convert_all(plan, [t for t in tasks if t.rows], workers)

@@ -112,11 +112,19 @@ def check_requirements(code_dir: Path, job: Job) -> None:
     job.log("requirements.txt: every requirement is met by this environment")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU set, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def processes_for(instance_type: str, nproc: int | None) -> int:
     """torch_distributed processes: --nproc, else the instance type's GPUs, at most the cores."""
     if nproc:
         return nproc
-    return max(1, min(gpu_count(instance_type) or 1, os.cpu_count() or 1))
+    return max(1, min(gpu_count(instance_type) or 1, usable_cores()))
 
 
 def _multi_node_rendezvous() -> list[str]:
@@ -253,15 +261,22 @@ def _prepare_node(
         "output_dir": env["SM_OUTPUT_DIR"], "resource_config": resource_config, "user_entry_point": program,
     })  # fmt: skip
 
+    cores = usable_cores() // len(hosts) or 1  # the local nodes share this machine's cores
     if distributed:
         n = processes_for(instance_type, job.nproc)
         nodes = ["--nnodes", str(len(hosts)), "--node-rank", str(k)] if len(hosts) > 1 else []
         cmd = [job.python, "-m", "torch.distributed.run", *nodes, *rendezvous, "--nproc_per_node", str(n), *argv]
         env |= LOOPBACK
-        if k == 0:
-            job.log(f"torchrun: {len(hosts)} node(s) x {n} process(es) per node")
     else:
-        cmd = [job.python, *argv]
+        n, cmd = 1, [job.python, *argv]
+    # torchrun would give each process one thread; the cores are split among the processes instead
+    threads = max(1, cores // n)
+    env["OMP_NUM_THREADS"] = str(threads)
+    if k == 0:
+        job.log(
+            f"{len(hosts)} node(s) x {n} process(es) x {threads} thread(s) on {usable_cores()} core(s)"
+            + (" (torchrun)" if distributed else "")
+        )
     env |= {k: text(v) for k, v in args.get("Environment", {}).items()}
     return node, cmd, job_environment(env, node), code_dir, before
 
