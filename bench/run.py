@@ -445,6 +445,7 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], str]] = {
     "report": bench_report,
     "scale": lambda args: scale.bench_scale(args, measured),
     "training": lambda args: scale.bench_training(args, measured),
+    "rerun": lambda args: scale.bench_rerun(args, measured),
 }
 
 

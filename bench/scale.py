@@ -7,6 +7,7 @@ import io
 import json
 import re
 import shutil
+import subprocess
 import sys
 import tarfile
 import time
@@ -236,4 +237,51 @@ def bench_training(args: object, measured: object) -> str:
         f"| local training step ({chosen}) | {local:,.0f} |",
         "",
         f"Ratio {local / plain:.2f} (target >= 1.0, aim 1.3). The step's log: `{chosen}`; train.py: `{said}`.",
+    ])
+
+
+# --------------------------------------------------------------------------- cached reruns
+
+
+def _timed_run(spec: Path, root: Path) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines", "local", "run", str(spec), "--root", str(root)],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{spec} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return wall
+
+
+def bench_rerun(args: object, measured: object) -> str:
+    """A first run and fully cached reruns, end to end as the user types them (a fresh process each)."""
+    rows = []
+    for label, spec in (
+        ("trivial 3-step pipeline (`bench/specs/trivial.yaml`)", ROOT / "bench" / "specs" / "trivial.yaml"),
+        ("the quickstart (`config/digits.yaml`, what `make pipeline-local` runs)", ROOT / "config" / "digits.yaml"),
+    ):
+        root = OUT / f"rerun_{spec.stem}"
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(ROOT / "build" / ".compile-cache", ignore_errors=True)  # the first run compiles
+        print(f"bench: {spec.name}: first run ...", flush=True)
+        try:
+            first = _timed_run(spec, root)
+            again = min(_timed_run(spec, root) for _ in range(3))
+        finally:  # the quickstart deploys: its local endpoint must not outlive the benchmark
+            subprocess.run([sys.executable, "-m", "pipelines", "endpoints", "stop", "all", "--root", str(root)],
+                           cwd=ROOT, capture_output=True)  # fmt: skip
+        rows.append(f"| {label} | {first:.2f} | {again:.2f} | {again / first:.1%} |")
+    return "\n".join([
+        "Wall time of `python -m pipelines local run SPEC` in a fresh process: the first run (compiling, every "
+        "step executed) and the best of 3 fully cached reruns (the definition read from the compile cache, "
+        "every step a cache hit, the report written with its figures drawn once per content).",
+        "",
+        "| pipeline | first run (s) | cached rerun (s) | rerun / first |",
+        "|---|---:|---:|---:|",
+        *rows,
+        "",
+        "Targets: the trivial pipeline's cached rerun under 0.7 s (Kubeflow Pipelines' local runner took 0.74 s, "
+        "measured in issue 14); the quickstart's at most 5% of its first run.",
     ])

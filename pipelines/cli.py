@@ -135,12 +135,12 @@ def _close_remote(remote, arn: str, into: Path, write: bool = True) -> None:  # 
         print(line, flush=True)
 
 
-def _write_run_report(view, path: Path) -> None:  # type: ignore[no-untyped-def]
+def _write_run_report(view, path: Path, figures: Path | None = None) -> None:  # type: ignore[no-untyped-def]
     """The report at the end of a run: the execution's outcome stands whatever happens to its report."""
     try:
         from pipelines.report.html import write_report
 
-        write_report(view, path)
+        write_report(view, path, figures)
     except Exception as exc:
         print(f"warning: the report could not be written: {type(exc).__name__}: {exc}", file=sys.stderr)
 
@@ -391,12 +391,13 @@ def _follow_local(args: argparse.Namespace, execution, display, store) -> int:  
 
 def _close_execution(args: argparse.Namespace, execution_id: str, store, write: bool = True) -> None:  # type: ignore[no-untyped-def]
     """The closing summary (after the failure, its reason and log, on stderr) and the HTML report."""
+    from pipelines.local.gc import FIGURES
     from pipelines.local.view import REPORT, load_view
     from pipelines.report import summary
 
     view = load_view(_root(args), execution_id, store)
     if write:
-        _write_run_report(view, _root(args) / "executions" / view.id / REPORT)
+        _write_run_report(view, _root(args) / "executions" / view.id / REPORT, _root(args) / FIGURES)
     if view.status != "Succeeded":
         log = Path((view.failure or {}).get("log") or "")
         tail_lines = log.read_text(errors="replace").splitlines() if log.is_file() else []

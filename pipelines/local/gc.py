@@ -59,6 +59,9 @@ def published(result: dict[str, Any]) -> Iterator[str]:
             yield artifact.rsplit("/", 1)[0] + "/"  # the job's output prefix: model.tar.gz and output.tar.gz
 
 
+FIGURES = Path("cache") / "figures"  # the reports' drawn figures, kept by content (`report.html._memo`)
+
+
 def _results(directory: Path) -> Iterator[dict[str, Any]]:
     for path in sorted(directory.glob("steps/*/result.json")) + sorted(directory.glob("steps/*/trials/*/result.json")):
         result = _json(path)
@@ -98,6 +101,8 @@ def plan(root: Path, store: ObjectStore, keep: int | None, older_than_days: floa
 
         live |= set(_uris(LocalRegistry(root).list()))
     out = Plan(executions=doomed)
+    if doomed and (root / FIGURES).exists():  # drawn report figures: drawn again when a report needs them
+        out.bytes += _size(root / FIGURES)
     for execution_id in doomed:
         directory = root / "executions" / execution_id
         out.bytes += _size(directory)
@@ -125,3 +130,5 @@ def collect(root: Path, store: ObjectStore, garbage: Plan) -> None:
             path.unlink(missing_ok=True)
     for execution_id in garbage.executions:
         shutil.rmtree(Path(root) / "executions" / execution_id, ignore_errors=True)
+    if garbage.executions:
+        shutil.rmtree(Path(root) / FIGURES, ignore_errors=True)

@@ -8,10 +8,13 @@ any browser, mail client or CI artifact viewer. Thumbnails are drawn with Pillow
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
+import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,10 @@ from pipelines.report.view import Evaluation, RunView, gate_checks, seconds
 MATRIX_LIMIT = 30  # heads with more classes get their most confused pairs instead of a grid
 CONFUSED_PAIRS = 15
 CSS = """
+table.timeline{width:100%;border-collapse:collapse}table.timeline td{padding:1px 4px;font-size:12px}
+td.bar-label{white-space:nowrap;width:1%}td.bar-track{position:relative;height:16px;background:#f5f5f5}
+div.bar{position:absolute;top:2px;bottom:2px;border:1px solid #555;box-sizing:border-box}
+td.bar-seconds{width:1%;text-align:right;color:#555}td.bar-axis{color:#555;font-size:11px}
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1200px;color:#222;
 padding:0 16px}
 h1{font-size:22px;margin-bottom:4px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
@@ -38,6 +45,36 @@ img.figure{max-width:100%;height:auto}.graph{overflow-x:auto}.graph svg{height:a
 .thumb img{image-rendering:pixelated;border:1px solid #ccc;max-width:110px}
 .pass{color:#2e7d32;font-weight:bold}.fail{color:#c62828;font-weight:bold}
 """
+
+
+_FIGURES: list[Path] = []  # where drawn figures are kept by what they show (set by `write_report`)
+
+
+def _memo(material: bytes, draw: Callable[[], str]) -> str:
+    """A figure drawn once per content: a rerun whose steps were cache hits shows the same graph, curves and
+    matrices, and drawing them (matplotlib's import and rendering) is most of a report's cost."""
+    if not _FIGURES:
+        return draw()
+    path = _FIGURES[0] / f"{hashlib.sha256(material).hexdigest()[:40]}.html"
+    try:
+        return path.read_text()
+    except OSError:
+        pass
+    out = draw()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, out)
+    except OSError:
+        pass  # a read-only cache costs only the time
+    return out
+
+
+def _material(*parts: Any) -> bytes:
+    return b"\0".join(
+        p.tobytes() + str(p.shape).encode() if isinstance(p, np.ndarray) else
+        json.dumps(p, sort_keys=True, default=str).encode()
+        for p in parts
+    )  # fmt: skip
 
 
 def _pyplot() -> Any:
@@ -104,22 +141,34 @@ def timeline(view: RunView) -> str:
                 rows.append(("  " + trial["TrainingJobName"], start, stop or start, color, ""))
     if not rows:
         return "<p>No step ran.</p>"
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(10, 0.32 * len(rows) + 1.0))
-    for i, (_, start, end, color, hatch) in enumerate(rows):
-        ax.barh(i, max(end - start, 0.05), left=start - origin, color=color, hatch=hatch, edgecolor="#555555")
-    ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("seconds since the execution started")
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
+    # bars as HTML, not a drawing: a timeline differs in every run, and matplotlib's import alone costs more
+    # than a fully cached run
+    span = max(max(end for _, _, end, _, _ in rows) - origin, 1e-9)
+    bars = []
+    for label, start, end, color, hatch in rows:
+        left, width = 100 * (start - origin) / span, max(100 * (end - start) / span, 0.4)
+        fill = f"repeating-linear-gradient(45deg,{color} 0 4px,#ffffff 4px 6px)" if hatch else color
+        bars.append(
+            f'<tr><td class="bar-label">{html.escape(label)}</td><td class="bar-track"><div class="bar" '
+            f'style="left:{left:.2f}%;width:{min(width, 100 - left):.2f}%;background:{fill}" '
+            f'title="{html.escape(label)}: {start - origin:.1f}s to {end - origin:.1f}s"></div></td>'
+            f'<td class="bar-seconds">{end - start:.1f}s</td></tr>'
+        )
     legend = (
         "green: succeeded, red: failed attempt, hatched blue: cache hit, purple: tuning trial, orange: stopped early"
     )
-    return _png(fig, "timeline", "timeline of steps") + f"<p><small>{legend}</small></p>"
+    return (
+        f'<table class="timeline" data-figure="timeline" aria-label="timeline of steps">{"".join(bars)}'
+        f'<tr><td></td><td class="bar-axis">0s … {span:.1f}s since the execution started</td><td></td></tr>'
+        f"</table><p><small>{legend}</small></p>"
+    )
 
 
 def curves(view: RunView) -> str:
+    return _memo(_material("curves", view.curves), lambda: _curves(view))
+
+
+def _curves(view: RunView) -> str:
     """Every metric the jobs' regexes captured, per epoch, one panel per metric and a line per job."""
     metrics = list(dict.fromkeys(m for c in view.curves.values() for m in c))
     if not metrics:
@@ -145,6 +194,10 @@ def curves(view: RunView) -> str:
 
 
 def tuning(view: RunView, step: str) -> str:
+    return _memo(_material("tuning", step, view.trials[step]), lambda: _tuning(view, step))
+
+
+def _tuning(view: RunView, step: str) -> str:
     trials = view.trials[step]
     metric = trials[0].get("ObjectiveMetric", "objective") if trials else "objective"
     tuned = list(dict.fromkeys(k for t in trials for k in t.get("TunedHyperParameters", {})))
@@ -180,6 +233,10 @@ def tuning(view: RunView, step: str) -> str:
 
 
 def confusion(head: str, matrix: np.ndarray) -> str:
+    return _memo(_material("confusion", head, matrix), lambda: _confusion(head, matrix))
+
+
+def _confusion(head: str, matrix: np.ndarray) -> str:
     k = len(matrix)
     if k <= MATRIX_LIMIT:
         plt = _pyplot()
@@ -211,6 +268,11 @@ def confusion(head: str, matrix: np.ndarray) -> str:
 
 
 def thumbnails(worst: dict[str, np.ndarray]) -> str:
+    parts = [part for key in sorted(worst) for part in (key, np.asarray(worst[key]))]
+    return _memo(_material("thumbnails", *parts), lambda: _thumbnails(worst))
+
+
+def _thumbnails(worst: dict[str, np.ndarray]) -> str:
     from PIL import Image
 
     heads = [str(h) for h in worst["heads"]]
@@ -258,7 +320,9 @@ def evaluation(view: RunView, step: str, evaluation: Evaluation) -> str:
 
 def render(view: RunView) -> str:
     statuses = {name: s.status for name, s in view.steps.items()}
-    svg = graph.render(view.definition, "svg", statuses).decode()
+    svg = _memo(
+        _material("graph", view.definition, statuses), lambda: graph.render(view.definition, "svg", statuses).decode()
+    )
     svg = svg[svg.index("<svg") :]
     parts = [
         f"<h1>{html.escape(view.pipeline)}: execution {html.escape(view.id)}</h1>",
@@ -306,9 +370,14 @@ def render(view: RunView) -> str:
     )
 
 
-def write_report(view: RunView, path: Path) -> Path:
+def write_report(view: RunView, path: Path, figures: Path | None = None) -> Path:
+    """The report; ``figures``: a directory keeping drawn figures by content, for the next report."""
     view.report = path
-    write_atomic(path, render(view))
+    _FIGURES[:] = [figures] if figures else []
+    try:
+        write_atomic(path, render(view))
+    finally:
+        _FIGURES.clear()
     return path
 
 
