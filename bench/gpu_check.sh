@@ -25,8 +25,15 @@ train() {  # NAME ARGS...: one training run, its log in $OUT/NAME.log, its epoch
   local name=$1; shift
   python3 steps/train.py --train "$W/p/train" --validation "$W/p/validation" --model-dir "$W/m-$name" \
     --output-data-dir "$W/o-$name" --checkpoint-dir "$W/c-$name" "${COMMON[@]}" "$@" >"$OUT/$name.log" 2>&1
-  echo "== $name (exit $?)"; grep -E "samples_per_sec|error|Error|resumed|ignored" "$OUT/$name.log" | cut -c1-400
+  echo "== $name (exit $?)"; grep -E "^train: |samples_per_sec|error|Error|resumed|ignored" "$OUT/$name.log" | cut -c1-400
 }
+if [ "${ONLY:-}" = "throughput" ]; then  # the loader-worker choice: auto (the default) against 4, and a larger batch
+  COMMON=(--model resnet34 --head-weights 2,1,1 --cutmix-prob 0.5 --scheduler onecycle)
+  train auto --epochs 3 --amp bf16 --batch-size 128
+  train workers4 --epochs 3 --amp bf16 --batch-size 128 --num-workers 4
+  train auto-b512 --epochs 3 --amp bf16 --batch-size 512
+  exit 0
+fi
 train bf16 --epochs 3 --amp bf16
 train fp16 --epochs 3 --amp fp16
 train fp32 --epochs 3 --amp off --channels-last off

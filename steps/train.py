@@ -539,8 +539,24 @@ def model_config(args: argparse.Namespace, train_set: ShardDataset, weights: tor
     }
 
 
+def loader_workers(requested: int | str, rt: Runtime) -> int:
+    """``--num-workers``, or for ``auto``: 0 on a CPU, where the ranks' threads already take every core;
+    on GPUs each rank's share of the cores less one (its own process), at most 8."""
+    if requested != "auto":
+        return int(requested)
+    if rt.device.type != "cuda":
+        return 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return max(0, min(8, cores // local_ranks - 1))
+
+
 def run(args: argparse.Namespace) -> dict:
     rt = setup_runtime(args)
+    args.num_workers = loader_workers(args.num_workers, rt)
     log(
         rt,
         f"train: {rt.world_size} process(es) on {rt.device.type}"
@@ -797,7 +813,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("channels-last", choices=["auto", "on", "off"], default="auto", help="NHWC memory format (auto: on)")
     add("compile", type=_bool, nargs="?", const=True, default=False, help="torch.compile the model (CUDA only)")
     add("device", choices=["auto", "cpu"], default="auto")
-    add("num-workers", type=bounded(int, 0), default=0)
+    add(
+        "num-workers",
+        type=lambda text: text if text == "auto" else bounded(int, 0)(text),
+        default="auto",
+        help="data-loader processes per rank; auto: none on a CPU (the training uses every core), else the "
+        "rank's share of the cores less one, at most 8",
+    )
     add("seed", type=int, default=42)
     add(
         "restart",
