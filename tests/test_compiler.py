@@ -199,10 +199,15 @@ def test_flagship_tuning_is_bayesian_ddp_on_spot_with_checkpoints() -> None:
 
 def test_processing_runs_the_script_from_the_content_addressed_code_input() -> None:
     prep = definition("digits.yaml")["Steps"][0]["Arguments"]
-    assert prep["AppSpecification"]["ContainerEntrypoint"] == ["python3", "/opt/ml/processing/input/code/preprocess.py"]
+    # on the stock image, the entry script installs requirements-processing.txt, then runs the script
+    code_dir = "/opt/ml/processing/input/code"
+    assert prep["AppSpecification"]["ContainerEntrypoint"] == [
+        "/bin/bash", f"{code_dir}/processing_entry.sh", f"{code_dir}/preprocess.py"
+    ]  # fmt: skip
     code = next(i for i in prep["ProcessingInputs"] if i["InputName"] == "code")
     digest = pack_steps().digest
     assert code["S3Input"]["S3Uri"] == f"s3://golden-bucket/digits-quickstart/code/{digest}/scripts/"
+    assert {"processing_entry.sh", "requirements-processing.txt", "preprocess.py"} <= set(pack_steps().files)
     args = prep["AppSpecification"]["ContainerArguments"]
     # every mount is passed to the script, then the spec's own arguments
     assert args[:4] == ["--input", "/opt/ml/processing/input/input", "--train", "/opt/ml/processing/output/train"]
@@ -223,6 +228,17 @@ def test_custom_images_are_tagged_with_the_hash_of_their_container_folder(tmp_pa
     assert image == f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/sm-pipelines-training:{container_tag('training')}"
     with pytest.raises(CompileError, match="image: custom needs the AWS account"):
         compile_pipeline(load_spec(spec_path), Settings(region="eu-west-1"))
+
+
+def test_a_processing_step_on_the_projects_image_runs_its_script_directly(tmp_path: Path) -> None:
+    text = (ROOT / "config" / "digits.yaml").read_text()
+    text = text.replace("    script: preprocess.py\n", "    script: preprocess.py\n    image: {custom: true}\n")
+    spec_path = tmp_path / "custom.yaml"
+    spec_path.write_text(text)
+    d = json.loads(compile_pipeline(load_spec(spec_path), GOLDEN_SETTINGS).definition)
+    prep = d["Steps"][0]["Arguments"]["AppSpecification"]
+    assert prep["ContainerEntrypoint"] == ["python3", "/opt/ml/processing/input/code/preprocess.py"]
+    assert "/sm-pipelines-training:" in prep["ImageUri"]  # its requirements are baked in
 
 
 def test_dockerfiles_extend_the_sagemaker_pytorch_images() -> None:

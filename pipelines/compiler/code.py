@@ -44,7 +44,7 @@ def pack_steps(directory: Path = STEPS_DIR) -> CodeBundle:
     files = {
         p.relative_to(directory).as_posix(): p.read_bytes()
         for p in sorted(directory.rglob("*"))
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".txt", ".json")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".txt", ".json", ".sh")
     }
     digest = hashlib.sha256()
     for name, data in files.items():

@@ -28,6 +28,15 @@ def container_arguments(step: ProcessingSpec, ctx: CompileContext) -> list[Any]:
     return args
 
 
+def entrypoint(step: ProcessingSpec) -> list[Any]:
+    """On the stock image, ``processing_entry.sh`` installs ``requirements-processing.txt`` and runs the
+    script (what the SDK's FrameworkProcessor does); the project's own image holds them already."""
+    script = f"{PROCESSING}/input/code/{step.script}"
+    if step.image.custom:
+        return ["python3", script]
+    return ["/bin/bash", f"{PROCESSING}/input/code/processing_entry.sh", script]
+
+
 def compile_processing(step: ProcessingSpec, ctx: CompileContext) -> list[Any]:
     return [processing_step(step, ctx)]
 
@@ -46,7 +55,7 @@ def processing_step(step: ProcessingSpec, ctx: CompileContext, property_files: l
         instance_type=ctx.value(step.instance.type),
         volume_size_in_gb=step.instance.volume_gb,
         max_runtime_in_seconds=step.max_runtime_seconds,
-        entrypoint=["python3", f"{PROCESSING}/input/code/{step.script}"],
+        entrypoint=entrypoint(step),
         env=dict(step.environment) or None,
         sagemaker_session=ctx.session,
     )

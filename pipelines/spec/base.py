@@ -237,6 +237,8 @@ class ScriptStep(StepBase):
         return []
 
     def check(self, checks: Checks, here: Path_) -> None:
+        from pipelines.spec.images import check_script_imports
         from pipelines.spec.scripts import check_script_options
 
         check_script_options(self, checks, here)
+        check_script_imports(self, checks, here)

@@ -234,6 +234,42 @@ def job_environment(extra: dict[str, str], job: Job | None = None) -> dict[str, 
     return env | (job.environment if job else {}) | extra
 
 
+def check_requirements(path: Path, job: Job, installer: str) -> None:
+    """A requirements file the job installs when it starts (``installer`` says who: the training toolkit, a
+    processing job's entry script); locally nothing is downloaded at run time, so every requirement must
+    already be met by this environment, or the job fails saying which."""
+    if not path.is_file():
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    missing = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            missing.append(f"{line} (not a requirement)")
+            continue
+        try:
+            installed = version(requirement.name)
+        except PackageNotFoundError:
+            missing.append(f"{line} (not installed)")
+            continue
+        if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
+            missing.append(f"{line} (installed: {installed})")
+    if missing:
+        raise StepFailed(
+            f"ClientError: {path.name} asks for what this environment lacks: {'; '.join(missing)}. On SageMaker "
+            f"{installer} in the container; locally, install it into the project's .venv",
+            "ClientError",
+        )
+    job.log(f"{path.name}: every requirement is met by this environment")
+
+
 class Runner:
     """The seam for one definition ``Type``; subclasses override what differs from these defaults."""
 

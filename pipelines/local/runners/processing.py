@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.local.expressions import text
-from pipelines.local.runners.base import Job, Runner, StepFailed, job_environment, on_every_instance
+from pipelines.local.runners.base import Job, Runner, StepFailed, check_requirements, job_environment, on_every_instance
 from pipelines.local.store import StoreError
 
 
@@ -35,8 +35,17 @@ class ProcessingRunner(Runner):
 PROGRESS = re.compile(r"\b(\d+)/(\d+) (rows|images|files|batches)\b")
 
 
+ENTRY = "processing_entry.sh"
+
+
 def _python(cmd: list[str], job: Job) -> list[str]:
-    """Images are not pulled: the container's python runs as the project's interpreter."""
+    """Images are not pulled: the container's python runs as the project's interpreter. The stock image's
+    entry script (it pip-installs ``requirements-processing.txt``, then runs the script) becomes a check that
+    this environment meets those requirements, then the script: nothing is downloaded."""
+    if len(cmd) > 2 and Path(cmd[0]).name in ("bash", "sh") and Path(cmd[1]).name == ENTRY:
+        requirements = Path(cmd[1]).parent / "requirements-processing.txt"
+        check_requirements(requirements, job, f"{ENTRY} pip-installs it")
+        cmd = ["python3", *cmd[2:]]
     return [job.python if c in ("python", "python3") else c for c in cmd]
 
 

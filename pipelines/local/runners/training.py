@@ -17,7 +17,7 @@ from typing import Any
 from pipelines.files import write_atomic
 from pipelines.instances import gpu_count
 from pipelines.local.expressions import text
-from pipelines.local.runners.base import Job, Runner, StepFailed, job_environment, on_every_instance
+from pipelines.local.runners.base import Job, Runner, StepFailed, check_requirements, job_environment, on_every_instance
 from pipelines.local.store import StoreError
 
 
@@ -74,42 +74,6 @@ def loopback_rendezvous() -> list[str]:
         port = probe.getsockname()[1]
     return ["--nnodes", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
             "--local-addr", "127.0.0.1"]  # fmt: skip
-
-
-def check_requirements(code_dir: Path, job: Job) -> None:
-    """The toolkit pip-installs the source directory's requirements.txt; locally nothing is downloaded at run
-    time, so every requirement must already be met by this environment, or the job fails saying which."""
-    path = code_dir / "requirements.txt"
-    if not path.is_file():
-        return
-    from importlib.metadata import PackageNotFoundError, version
-
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    missing = []
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line or line.startswith("-"):
-            continue
-        try:
-            requirement = Requirement(line)
-        except InvalidRequirement:
-            missing.append(f"{line} (not a requirement)")
-            continue
-        try:
-            installed = version(requirement.name)
-        except PackageNotFoundError:
-            missing.append(f"{line} (not installed)")
-            continue
-        if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
-            missing.append(f"{line} (installed: {installed})")
-    if missing:
-        raise StepFailed(
-            f"ClientError: requirements.txt asks for what this environment lacks: {'; '.join(missing)}. SageMaker's "
-            "training toolkit pip-installs it in the container; locally, install it into the project's .venv",
-            "ClientError",
-        )
-    job.log("requirements.txt: every requirement is met by this environment")
 
 
 def usable_cores() -> int:
@@ -197,7 +161,7 @@ def _prepare_node(
     (config_dir / "hyperparameters.json").write_text(json.dumps(args.get("HyperParameters", {}), indent=2))
     (config_dir / "resourceconfig.json").write_text(json.dumps(resource_config))
     (config_dir / "inputdataconfig.json").write_text(json.dumps(input_data_config))
-    check_requirements(code_dir, node)
+    check_requirements(code_dir / "requirements.txt", node, "SageMaker's training toolkit pip-installs it")
     module = program.removesuffix(".py")
     env = {
         "SM_MODEL_DIR": str(model_dir),
