@@ -221,3 +221,53 @@ def test_a_node_killed_mid_training_is_retried_and_every_node_resumes_from_the_c
     assert resumed in (1, 2) and "\nepoch=3 " in second.replace("[algo-1] ", "") and f"epoch={resumed} " not in second
     digests = __import__("re").findall(r"rank=(\d) weights_sha256=([0-9a-f]{64})", second)
     assert len(digests) == 2 and digests[0][1] == digests[1][1]  # both nodes end with the same weights
+
+
+SLEEPER = """
+    import os, pathlib, time
+    pathlib.Path(os.environ["PIDS"], os.environ["RANK"]).write_text(str(os.getpid()))
+    time.sleep(120)
+"""
+
+
+def test_workers_of_a_torchrun_agent_killed_outright_do_not_outlive_it(tmp_path: Path) -> None:
+    """torchrun puts each worker in its own session: killing the agent's process group alone (SIGKILL, as the
+    engine's last resort or a dead engine's reaper does) would leave them running."""
+    import os
+    import signal
+    import textwrap
+    import threading
+    import time
+
+    from pipelines.local.engine import Execution, LocalOptions
+    from pipelines.local.store import ObjectStore
+
+    store = ObjectStore(tmp_path / "s3")
+    _source(store, {"sleeper.py": textwrap.dedent(SLEEPER)})
+    store.put_bytes("s3://b/data/train/x.npy", b"data")
+    step = _training(1, True, {}, "sleeper.py")
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    step["Arguments"]["Environment"] = {"PIDS": str(pids)}
+    execution = Execution(tmp_path, {"Version": "2020-12-01", "Parameters": [], "Steps": [step]}, {}, store,
+                          LocalOptions(nproc=2))  # fmt: skip
+    runner = threading.Thread(target=execution.run)
+    runner.start()
+    deadline = time.time() + 60
+    while len(list(pids.iterdir())) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    workers = [int(p.read_text()) for p in pids.iterdir()]
+    assert len(workers) == 2
+    for proc in list(execution.processes):
+        os.killpg(proc.pid, signal.SIGKILL)  # the agent's group: not its workers' sessions
+    runner.join(timeout=60)
+    time.sleep(0.5)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)]
+    assert alive == [], f"workers {alive} outlived their agent"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"

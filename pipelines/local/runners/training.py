@@ -66,6 +66,16 @@ def decode_hyperparameter(value: Any) -> Any:
 LOOPBACK = {"GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1"}
 
 
+# torchrun starts each worker in a session of its own and never ties it to the agent: an agent killed with
+# SIGKILL (the engine escalating a stop, the engine itself killed) would leave its workers training, out of
+# reach of any process group the engine knows. So each worker is started through this line, which asks
+# Linux to kill it when its parent, the agent, dies (PR_SET_PDEATHSIG survives exec), then becomes the script.
+DIE_WITH_AGENT = (
+    "import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGKILL) if sys.platform == 'linux' "
+    "else None; os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
 def loopback_rendezvous() -> list[str]:
     """torchrun's arguments for one node whose rendezvous is at 127.0.0.1 (``--standalone`` would advertise
     the host's name, reachable from the network) on a free port."""
@@ -229,7 +239,8 @@ def _prepare_node(
     if distributed:
         n = processes_for(instance_type, job.nproc)
         nodes = ["--nnodes", str(len(hosts)), "--node-rank", str(k)] if len(hosts) > 1 else []
-        cmd = [job.python, "-m", "torch.distributed.run", *nodes, *rendezvous, "--nproc_per_node", str(n), *argv]
+        cmd = [job.python, "-m", "torch.distributed.run", *nodes, *rendezvous, "--nproc_per_node", str(n),
+               "--no-python", job.python, "-c", DIE_WITH_AGENT, *argv]  # fmt: skip
         env |= LOOPBACK
     else:
         n, cmd = 1, [job.python, *argv]
