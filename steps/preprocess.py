@@ -327,14 +327,14 @@ def column_values(column: pa.ChunkedArray) -> np.ndarray:
     return values.astype(np.uint8)
 
 
-def read_wide_group(path: Path, group: int, opts: Options) -> np.ndarray:
+def read_wide_group(path: Path, group: int, opts: Options, first_row: int) -> np.ndarray:
     """One row group of a wide file as an (H*W, rows) uint8 array, pixel-major, read a block of columns at
-    a time. Parquet stores each pixel column contiguously, so each column is copied in without a transpose."""
+    a time. Parquet stores each pixel column contiguously, so each column is copied in without a transpose.
+    ``first_row``: the group's first row in the file, for messages."""
     h, w = opts.wide_shape
     pixels = [str(i) for i in range(h * w)]
     blocks = [pixels[i : i + opts.block_columns] for i in range(0, len(pixels), opts.block_columns)]
     pf = open_parquet.__wrapped__(path)  # not kept open: a worker's memory is its row group's
-    first_row = sum(pf.metadata.row_group(g).num_rows for g in range(group))
     out = np.empty((h * w, pf.metadata.row_group(group).num_rows), dtype=np.uint8)
     col = 0
     for block in blocks:
@@ -401,10 +401,10 @@ def first_image_shape(source: Source, channels: int | None) -> tuple[int, int, i
 
 
 
-def read_encoded_group(path: Path, group: int, image_column: str, channels: int) -> list[np.ndarray]:
-    """One row group of an encoded file as (C, h, w) images, in order."""
+def read_encoded_group(path: Path, group: int, image_column: str, channels: int, first_row: int) -> list[np.ndarray]:
+    """One row group of an encoded file as (C, h, w) images, in order (``first_row``: its first row in the
+    file, for messages)."""
     pf = open_parquet.__wrapped__(path)
-    first_row = sum(pf.metadata.row_group(g).num_rows for g in range(group))
     column = read_row_group(pf, path, group, [image_column]).column(0)
     if pa.types.is_struct(column.type):
         column = pa.chunked_array([c.field("bytes") for c in column.chunks])
@@ -514,6 +514,7 @@ class Task:
 
     path: str
     group: int
+    first_row: int  # the group's first row in its file (for messages)
     rows: int
     assignment: np.ndarray  # (rows,) split index per row
     positions: tuple[int, ...]  # per split index: the split's row this group's first image of it takes
@@ -540,7 +541,7 @@ def convert(plan: Plan, task: Task) -> dict[str, Any]:
 
     path = Path(task.path)
     if plan.layout == "wide":
-        pixels = read_wide_group(path, task.group, opts)
+        pixels = read_wide_group(path, task.group, opts, task.first_row)
         for lo in range(0, pixels.shape[1], opts.rows_per_chunk):
             chunk = wide_to_images(pixels[:, lo : lo + opts.rows_per_chunk], opts.wide_shape, opts.size)
             if c == 3:
@@ -548,13 +549,12 @@ def convert(plan: Plan, task: Task) -> dict[str, Any]:
             emit(chunk, task.assignment[lo : lo + len(chunk)])
     else:
         assert plan.image_column is not None
-        images = read_encoded_group(path, task.group, plan.image_column, c)
-        first_row = sum(open_parquet.__wrapped__(path).metadata.row_group(g).num_rows for g in range(task.group))
+        images = read_encoded_group(path, task.group, plan.image_column, c, task.first_row)
         for k, img in enumerate(images):
             img = resize(img[None], opts.size)[0] if opts.size else img
             if img.shape != (c, h, w):
                 raise InputError(
-                    f"{path}: row {first_row + k}: image of shape {img.shape}, earlier ones {(c, h, w)}; "
+                    f"{path}: row {task.first_row + k}: image of shape {img.shape}, earlier ones {(c, h, w)}; "
                     "pass --size H W to resize all images to one size"
                 )
             images[k] = img
@@ -825,10 +825,12 @@ def _write_splits(
     before = np.zeros(len(SPLITS), dtype=np.int64)  # images of each split in earlier row groups
     for path in source.files:
         metadata = open_parquet(path).metadata
+        first_row = 0
         for group in range(metadata.num_row_groups):
             rows = metadata.row_group(group).num_rows
             assignment = source.split[start : start + rows]
-            tasks.append(Task(str(path), group, rows, assignment, tuple(int(b) for b in before)))
+            tasks.append(Task(str(path), group, first_row, rows, assignment, tuple(int(b) for b in before)))
+            first_row += rows
             before += np.bincount(assignment, minlength=len(SPLITS))
             start += rows
     if start != len(source.labels):

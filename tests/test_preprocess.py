@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pipelines.local.runners.base import host_names
 from tests.conftest import run_step, training_env
 from tests.tools.datasets import BENGALI_HEADS, encode_png, write_bengali, write_encoded
 
@@ -312,7 +313,7 @@ def _as_instances(raw: Path, tmp: Path, hosts: int, sharded: bool, extra: list[s
     """Run preprocess.py as each of ``hosts`` processing instances; returns each instance's output root.
     ``sharded``: each instance receives only its files (ShardedByS3Key), else all of them (FullyReplicated)."""
     files = sorted(raw.glob("*.parquet"))
-    names = [f"algo-{k + 1}" for k in range(hosts)]
+    names = host_names(hosts)
     roots = []
     for k, host in enumerate(names):
         root = tmp / host

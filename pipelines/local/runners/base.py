@@ -200,10 +200,12 @@ class Job:
             text = text.replace(local + "/", uri.rstrip("/") + "/").replace(local, uri)
         return text
 
-    def instance(self, number: int) -> Job:
-        """Instance ``number`` (1-based) of a job of several: its own sandbox under ``algo-<number>/``, its
-        log lines prefixed with its host name, the same store, processes and stop signal."""
-        host = f"algo-{number}"
+    def instances(self, count: int) -> list[Job]:
+        """The instances of a job of ``count``: itself when one; else each with its own sandbox under
+        ``algo-<k>/``, its log lines prefixed with its host name, the same store, processes and stop signal."""
+        return [self] if count == 1 else [self._instance(host) for host in host_names(count)]
+
+    def _instance(self, host: str) -> Job:
         return dataclasses.replace(
             self, directory=self.directory / host, log=lambda line: self.log(f"[{host}] {line}"), staged={},
             _current=None, stopped=False,
@@ -306,18 +308,23 @@ class Runner:
         raise NotImplementedError
 
 
-def on_every_instance(instances: list[Job], work: Callable[[Job], None]) -> None:
-    """``work`` for each instance of a job, side by side as SageMaker runs them; the first failure stops the
-    other instances and fails the job, naming the host it happened on."""
+def host_names(count: int) -> list[str]:
+    """SageMaker's names for a job's instances: ``algo-1`` .. ``algo-<count>``."""
+    return [f"algo-{k + 1}" for k in range(count)]
+
+
+def on_every_instance(instances: list[Job], work: Callable[[int, Job], None]) -> None:
+    """``work(k, instance)`` for each instance of a job, side by side as SageMaker runs them; the first failure
+    stops the other instances and fails the job, naming the host it happened on."""
     if len(instances) == 1:
-        work(instances[0])
+        work(0, instances[0])
         return
     failures: list[tuple[str, BaseException]] = []
     lock = threading.Lock()
 
-    def one(host: str, instance: Job) -> None:
+    def one(k: int, host: str, instance: Job) -> None:
         try:
-            work(instance)
+            work(k, instance)
         except BaseException as exc:  # noqa: BLE001 - reported below, on the caller's thread
             with lock:
                 failures.append((host, exc))
@@ -328,8 +335,8 @@ def on_every_instance(instances: list[Job], work: Callable[[Job], None]) -> None
                         other.stop()
 
     threads = [
-        threading.Thread(target=one, args=(f"algo-{k + 1}", instance), name=f"algo-{k + 1}", daemon=True)
-        for k, instance in enumerate(instances)
+        threading.Thread(target=one, args=(k, host, instance), name=host, daemon=True)
+        for k, (host, instance) in enumerate(zip(host_names(len(instances)), instances, strict=True))
     ]
     for thread in threads:
         thread.start()

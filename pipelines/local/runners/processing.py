@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.local.expressions import text
-from pipelines.local.runners.base import Job, Runner, StepFailed, check_requirements, job_environment, on_every_instance
+from pipelines.local.runners.base import (
+    Job,
+    Runner,
+    StepFailed,
+    check_requirements,
+    host_names,
+    job_environment,
+    on_every_instance,
+)
 from pipelines.local.store import StoreError
 
 
@@ -55,8 +63,8 @@ def run_processing(step: dict[str, Any], args: dict[str, Any], job: Job) -> dict
     ``/opt/ml/config/resourceconfig.json`` and output directories; each instance's outputs are then
     uploaded to the output's S3 prefix in host order, as SageMaker's upload leaves them."""
     count = int(args.get("ProcessingResources", {}).get("ClusterConfig", {}).get("InstanceCount", 1) or 1)
-    hosts = [f"algo-{k + 1}" for k in range(count)]
-    instances = [job] if count == 1 else [job.instance(k + 1) for k in range(count)]
+    hosts = host_names(count)
+    instances = job.instances(count)
     outputs = args.get("ProcessingOutputConfig", {}).get("Outputs", [])
     app = args["AppSpecification"]
     if count > 1:
@@ -85,15 +93,15 @@ def run_processing(step: dict[str, Any], args: dict[str, Any], job: Job) -> dict
         env = {k: text(v) for k, v in instance.relocate(args.get("Environment", {})).items()}
         return cmd, job_environment(env, instance)
 
-    prepared = {id(instance): prepare(k, instance) for k, instance in enumerate(instances)}
+    prepared = [prepare(k, instance) for k, instance in enumerate(instances)]
 
-    def work(instance: Job) -> None:
-        cmd, env = prepared[id(instance)]
+    def work(k: int, instance: Job) -> None:
+        cmd, env = prepared[k]
 
         def on_line(line: str) -> None:
             done = PROGRESS.search(line)
             if done:
-                prefix = f"{instance.directory.name}: " if count > 1 else ""
+                prefix = f"{hosts[k]}: " if count > 1 else ""
                 job.progress(f"{prefix}{done.group(1)}/{done.group(2)} {done.group(3)}")
 
         instance.run(cmd, env, instance.sandbox, on_line)

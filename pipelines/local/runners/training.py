@@ -17,7 +17,15 @@ from typing import Any
 from pipelines.files import write_atomic
 from pipelines.instances import gpu_count
 from pipelines.local.expressions import text
-from pipelines.local.runners.base import Job, Runner, StepFailed, check_requirements, job_environment, on_every_instance
+from pipelines.local.runners.base import (
+    Job,
+    Runner,
+    StepFailed,
+    check_requirements,
+    host_names,
+    job_environment,
+    on_every_instance,
+)
 from pipelines.local.store import StoreError
 
 
@@ -76,13 +84,16 @@ DIE_WITH_AGENT = (
 )
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def loopback_rendezvous() -> list[str]:
     """torchrun's arguments for one node whose rendezvous is at 127.0.0.1 (``--standalone`` would advertise
     the host's name, reachable from the network) on a free port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return ["--nnodes", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
+    return ["--nnodes", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}",
             "--local-addr", "127.0.0.1"]  # fmt: skip
 
 
@@ -104,10 +115,7 @@ def processes_for(instance_type: str, nproc: int | None) -> int:
 def _multi_node_rendezvous() -> list[str]:
     """torchrun's static rendezvous as SageMaker's toolkit starts it on every node (``--nnodes``,
     ``--node-rank``, the master's address and port): here the master is algo-1 at 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return ["--master-addr", "127.0.0.1", "--master-port", str(port)]
+    return ["--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
 
 
 Snapshot = dict[str, tuple[int, int]]  # relative path -> (size, mtime ns)
@@ -135,7 +143,7 @@ def _upload_changed(node: Job, local: Path, uri: str, before: Snapshot) -> None:
 def _prepare_node(
     args: dict[str, Any], job: Job, node: Job, k: int, hosts: list[str], hps: dict[str, Any], program: str,
     submit: str, distributed: bool, rendezvous: list[str],
-) -> tuple[Job, list[str], dict[str, str], Path, Snapshot]:  # fmt: skip
+) -> tuple[list[str], dict[str, str], Path, Snapshot]:  # fmt: skip
     """One node's container: its /opt/ml, code, channels, config files, environment and command."""
     if node is not job:
         node.fresh_sandbox()
@@ -253,7 +261,7 @@ def _prepare_node(
             + (" (torchrun)" if distributed else "")
         )
     env |= {k: text(v) for k, v in args.get("Environment", {}).items()}
-    return node, cmd, job_environment(env, node), code_dir, before
+    return cmd, job_environment(env, node), code_dir, before
 
 
 def run_training(
@@ -266,7 +274,7 @@ def run_training(
     ``/opt/ml``); ``on_metric(name, value)`` hears every metric line as it is printed."""
     resources = args.get("ResourceConfig", {})
     count = int(resources.get("InstanceCount", 1) or 1)
-    hosts = [f"algo-{k + 1}" for k in range(count)]
+    hosts = host_names(count)
     if args.get("EnableManagedSpotTraining"):
         job.log("note: spot capacity has no local meaning; the job runs on demand (checkpoints still sync)")
     hps = {k: decode_hyperparameter(v) for k, v in args.get("HyperParameters", {}).items()}
@@ -276,7 +284,7 @@ def run_training(
     hps = {k: v for k, v in hps.items() if not k.startswith("sagemaker_") and k not in TOOLKIT_HYPERPARAMETERS}
     if not program or not submit:
         raise StepFailed("ClientError: no sagemaker_program / sagemaker_submit_directory hyperparameter", "ClientError")
-    nodes = [job] if count == 1 else [job.instance(k + 1) for k in range(count)]
+    nodes = job.instances(count)
     rendezvous = loopback_rendezvous() if count == 1 else _multi_node_rendezvous()
     if count > 1:
         job.log(f"running {count} nodes ({', '.join(hosts)}), each in {job.directory}/<host>/sandbox")
@@ -314,8 +322,8 @@ def run_training(
             shown = " ".join(f"{k}={v:.4g}" for k, v in found.items())
             job.progress(f"epoch {epoch.group(1) if epoch else lines_with_metrics}: {shown}")
 
-    def work(node: Job) -> None:
-        cmd, env, cwd = next((c, e, d) for n, c, e, d, _ in prepared if n is node)
+    def work(k: int, node: Job) -> None:
+        cmd, env, cwd, _ = prepared[k]
         node.run(cmd, env, cwd, on_line)
 
     try:
@@ -323,7 +331,7 @@ def run_training(
     finally:
         write_atomic(job.directory / METRICS_FILE, json.dumps(series))
         if checkpoint:  # kept even when the job fails, so a rerun resumes
-            for node, _, env, _, before in prepared:
+            for node, (_, env, _, before) in zip(nodes, prepared, strict=True):
                 _upload_changed(node, Path(env["SM_CHECKPOINT_DIR"]), checkpoint["S3Uri"], before)
     output_path = args["OutputDataConfig"]["S3OutputPath"].rstrip("/") + f"/{job.job_name}/output"
     for name, sub in (("model.tar.gz", "model"), ("output.tar.gz", "output/data")):
