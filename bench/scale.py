@@ -26,8 +26,9 @@ def _peak_per_worker(output: str) -> float:
 
 def _shard_bytes(split: Path) -> bytes:
     """Every image of a split, parts in host order, each part's shards in order."""
-    parts = [split] if (split / "manifest.json").exists() else sorted(p.parent for p in split.glob("*/manifest.json"))
-    return b"".join(np.load(f).tobytes() for part in parts for f in sorted(part.glob("images_*.npy")))
+    from train import split_parts  # steps/, on bench/run.py's path
+
+    return b"".join(np.load(f).tobytes() for part in split_parts(split) for f in sorted(part.glob("images_*.npy")))
 
 
 def bench_scale(args: object, measured: object) -> str:
@@ -64,7 +65,10 @@ def bench_scale(args: object, measured: object) -> str:
         print(f"bench: the preprocess step as {count} local instance(s) ...", flush=True)
         wall, output_dir = _engine_preprocess(src, count)
         instances[count] = (wall, output_dir)
-    merged_same = sorted(_ids(instances[1][1] / "train")) == sorted(_ids(instances[2][1] / "train"))
+    from train import ShardDataset
+
+    one, two = (sorted(ShardDataset(instances[n][1] / "train").ids) for n in (1, 2))
+    merged_same = one == two
     base = results.get("1 core", results["1"])
     rows_md = {
         "1 core": "`preprocess.py --workers 1` pinned to one core (`taskset -c 0`, one BLAS thread)",
@@ -92,11 +96,6 @@ def bench_scale(args: object, measured: object) -> str:
         "machine, where both instances share its cores (on SageMaker each has its own); the same images in "
         f"train: {'yes' if merged_same else 'NO'}.",
     ])
-
-
-def _ids(split: Path) -> list[str]:
-    parts = [split] if (split / "manifest.json").exists() else sorted(p.parent for p in split.glob("*/manifest.json"))
-    return [line for part in parts for line in (part / "image_ids.txt").read_text().splitlines()]
 
 
 def _engine_preprocess(src: Path, count: int) -> tuple[float, Path]:
