@@ -14,11 +14,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipelines.errors import RunFailure, UserError
+
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = Path("build")
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """Bad input the user can fix: printed as one message, exit status 2."""
 
 
@@ -902,8 +904,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pipelines.loader import SpecError
-
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # Name=Value overrides may follow the options too (`local run CONFIG --nproc 2 Epochs=3`)
@@ -915,29 +915,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args))
-    except SpecError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
-        print(f"{len(exc.issues)} problem(s) in the spec", file=sys.stderr)
-        return 2
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (UserError, RunFailure) as exc:
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        return exc.exit_status
     except Exception as exc:
-        from pipelines.compiler.context import CompileError
-        from pipelines.local.engine import DefinitionError
-        from pipelines.local.records import RecordError
-        from pipelines.local.registry import RegistryError
-        from pipelines.local.serving import EndpointError
-        from pipelines.parameters import ParameterError
-        from pipelines.remote import RemoteError
-        from pipelines.settings import MissingRegion
-
-        errors = (CompileError, RemoteError, DefinitionError, ParameterError, RecordError, RegistryError, EndpointError,
-                  MissingRegion)  # fmt: skip
-        if isinstance(exc, errors):
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
         from botocore.exceptions import BotoCoreError, ClientError
 
         if isinstance(exc, ClientError | BotoCoreError):

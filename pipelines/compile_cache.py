@@ -1,9 +1,11 @@
 """Compiled definitions reused while nothing they are made of changed, so a rerun skips importing the SDK.
 
-A definition is a pure function of the spec file, the step scripts (packed into the code archives), the
+A definition is a pure function of the spec file, every file the code archives carry (scripts, requirement
+files, entry scripts), every file of the image build contexts (their hash tags the images it names), the
 package's own source (loader, checks, compiler, the service-model check), the settings and the versions of
-the SageMaker SDK and botocore. The key hashes all of them; an entry holds the definition (already checked
-against the service model), the code archives and the code digest. ``SMP_NO_COMPILE_CACHE=1`` turns it off.
+the SageMaker SDK and botocore (`pipelines.layout.compile_inputs` lists the files). The key hashes all of
+them; an entry holds the definition (already checked against the service model), the code archives and the
+code digest. ``SMP_NO_COMPILE_CACHE=1`` turns it off.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from pipelines import layout
 from pipelines.files import write_atomic
 
-ROOT = Path(__file__).resolve().parents[1]
 KEEP = 16  # entries kept, newest first
 
 
@@ -30,11 +32,11 @@ def _version(package: str) -> str:
         return "none"
 
 
-def key(config: str | Path, settings_json: str) -> str:
+def key(config: str | Path, settings_json: str, root: Path | None = None) -> str:
+    root = root or layout.ROOT
     digest = hashlib.sha256()
-    sources = [Path(config)] + sorted((ROOT / "steps").glob("*.py")) + sorted((ROOT / "pipelines").rglob("*.py"))
-    for path in sources:
-        digest.update(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name).encode() + b"\0")
+    for path in [Path(config), *layout.compile_inputs(root)]:
+        digest.update(str(path.relative_to(root) if path.is_relative_to(root) else path.name).encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     digest.update(settings_json.encode())
     for package in ("sagemaker", "botocore"):

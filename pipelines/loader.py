@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from pipelines.errors import UserError
 from pipelines.spec import PipelineSpec, Problem, check_pipeline
 from pipelines.spec.base import Path_, alternatives
 from pipelines.suggest import did_you_mean
@@ -36,10 +37,15 @@ class SpecIssue:
         return f"{where}: {self.path or '<top>'}: {self.rule}" + (f"\n    fix: {self.fix}" if self.fix else "")
 
 
-class SpecError(Exception):
+class SpecError(UserError):
+    """Every problem found in a spec, each at its file:line:column with the rule and the fix."""
+
     def __init__(self, issues: list[SpecIssue]):
         self.issues = issues
         super().__init__("\n".join(str(i) for i in issues))
+
+    def lines(self) -> list[str]:
+        return [str(issue) for issue in self.issues] + [f"{len(self.issues)} problem(s) in the spec"]
 
 
 def format_path(path: Path_) -> str:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipelines.errors import UserError
 from pipelines.suggest import did_you_mean
 
 
-class ParameterError(Exception):
+class ParameterError(UserError):
     """A bad override or an unset parameter: the CLI prints it and exits 2."""
 
 

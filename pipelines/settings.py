@@ -11,6 +11,8 @@ import re
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipelines.errors import UserError
+
 # what a compile uses when no bucket is configured: definitions stay valid and deterministic, and
 # `pipeline-upsert` refuses to send one that still names it
 PLACEHOLDER_BUCKET = "sm-pipelines-unset-bucket"
@@ -18,7 +20,7 @@ PLACEHOLDER_ROLE = "arn:aws:iam::000000000000:role/sm-pipelines-unset-role"
 PLACEHOLDER_REGION = "us-east-1"
 
 
-class MissingRegion(Exception):
+class MissingRegion(UserError):
     """An AWS call without a configured region: reported before anything is sent (exit 2)."""
 
 

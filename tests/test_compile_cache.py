@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from pipelines import compile_cache
+from pipelines import compile_cache, layout
 from pipelines.cli import _compile
 from pipelines.compile_cache import CachedPipeline
 
@@ -43,22 +44,57 @@ def test_a_changed_spec_or_the_switch_compiles_again(spec_copy: Path, monkeypatc
     assert not isinstance(_compile(str(spec_copy)), CachedPipeline)
 
 
-def test_the_key_covers_the_steps_the_package_and_the_settings(
-    spec_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_key_covers_every_packed_file_the_images_the_package_and_the_settings(
+    spec_copy: Path, tmp_path: Path
 ) -> None:
     root = tmp_path / "repo"
-    for part in ("steps/train.py", "pipelines/compiler/x.py"):
+    parts = ("steps/train.py", "steps/requirements-processing.txt", "steps/processing_entry.sh",
+             "steps/config.json", "containers/training/requirements.txt", "containers/inference/Dockerfile",
+             "pipelines/compiler/x.py")  # fmt: skip
+    for part in parts:
         (root / part).parent.mkdir(parents=True, exist_ok=True)
         (root / part).write_text("v1")
-    monkeypatch.setattr(compile_cache, "ROOT", root)
-    base = compile_cache.key(spec_copy, "{}")
-    assert compile_cache.key(spec_copy, "{}") == base
-    assert compile_cache.key(spec_copy, '{"region": "eu-west-1"}') != base
-    for part in ("steps/train.py", "pipelines/compiler/x.py"):
+    base = compile_cache.key(spec_copy, "{}", root)
+    assert compile_cache.key(spec_copy, "{}", root) == base
+    assert compile_cache.key(spec_copy, '{"region": "eu-west-1"}', root) != base
+    for part in parts:
         (root / part).write_text("v2")
-        assert compile_cache.key(spec_copy, "{}") != base, part
+        assert compile_cache.key(spec_copy, "{}", root) != base, part
         (root / part).write_text("v1")
-    assert compile_cache.key(spec_copy, "{}") == base
+    assert compile_cache.key(spec_copy, "{}", root) == base
+    (root / "steps" / "notes.md").write_text("not packed, not in any image")
+    assert compile_cache.key(spec_copy, "{}", root) == base
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The steps and image contexts copied, and the layout pointed at the copy (the package stays)."""
+    root = tmp_path / "repo"
+    for part in ("steps", "containers"):
+        shutil.copytree(ROOT / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "pipelines").mkdir()
+    monkeypatch.setattr(layout, "ROOT", root)
+    monkeypatch.setattr(layout, "STEPS", root / "steps")
+    monkeypatch.setattr(layout, "CONTAINERS", root / "containers")
+    return root
+
+
+@pytest.mark.parametrize(
+    "edited", ["steps/requirements-processing.txt", "steps/processing_entry.sh", "containers/training/requirements.txt"]
+)
+def test_editing_a_packed_or_image_file_misses_the_cache(
+    spec_copy: Path, repo_copy: Path, monkeypatch: pytest.MonkeyPatch, edited: str
+) -> None:
+    monkeypatch.chdir(spec_copy.parent)
+    first = _compile(str(spec_copy))
+    assert isinstance(_compile(str(spec_copy)), CachedPipeline)
+    path = repo_copy / edited
+    path.write_text(path.read_text() + "\n# edited\n")
+    again = _compile(str(spec_copy))
+    assert not isinstance(again, CachedPipeline), edited
+    if edited.startswith("steps/"):  # what is packed is the new file: a new code digest
+        assert again.code.digest != first.code.digest
+        assert any(data.endswith(b"# edited\n") for data in again.uploads().values())
 
 
 def test_a_cached_compile_does_not_import_the_sdk(spec_copy: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
+from pipelines import layout
 from pipelines.spec import images, scripts
 from tests.tools.engine import engine_with, processing_step
 
@@ -83,7 +84,7 @@ def test_validate_refuses_a_script_importing_what_its_image_lacks(
         p = argparse.ArgumentParser()
         p.add_argument("--out")
     """})  # fmt: skip
-    monkeypatch.setattr(scripts, "STEPS_DIR", steps)
+    monkeypatch.setattr(layout, "STEPS", steps)
     spec = tmp_path / "spec.yaml"
     spec.write_text(SPEC + ("    image: {custom: true}\n" if custom else ""))
     assert main(["validate", str(spec)]) == 2

@@ -13,7 +13,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-STEPS_DIR = Path(__file__).resolve().parents[2] / "steps"
+from pipelines import layout
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,8 @@ class CodeBundle:
         return out
 
 
-def pack_steps(directory: Path = STEPS_DIR) -> CodeBundle:
-    files = {
-        p.relative_to(directory).as_posix(): p.read_bytes()
-        for p in sorted(directory.rglob("*"))
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".txt", ".json", ".sh")
-    }
+def pack_steps(directory: Path | None = None) -> CodeBundle:
+    files = {name: path.read_bytes() for name, path in layout.code_files(directory).items()}
     digest = hashlib.sha256()
     for name, data in files.items():
         digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())

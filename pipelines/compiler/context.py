@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines import layout
 from pipelines.compiler.code import CodeBundle
+from pipelines.errors import UserError
 from pipelines.instances import DEFAULT_GPU_INSTANCE
 from pipelines.settings import Settings
 from pipelines.spec import Image, PipelineSpec
 from pipelines.spec.base import PARAM_REF, STEP_REF
 
-CONTAINERS_DIR = Path(__file__).resolve().parents[2] / "containers"
 
-
-class CompileError(Exception):
+class CompileError(UserError):
     """What the target cannot do, said in one sentence before anything is sent."""
 
 
@@ -81,17 +81,17 @@ def offline_session(settings: Settings) -> Any:
     return session
 
 
-def container_tag(kind: str) -> str:
-    """Content hash of ``containers/<kind>/``: the tag `make image-build` gives the image."""
+def container_tag(role: str) -> str:
+    """Content hash of an image role's build context (``containers/<role>/``): the tag `make image-build`
+    gives the image."""
     digest = hashlib.sha256()
-    for path in sorted((CONTAINERS_DIR / kind).rglob("*")):
-        if path.is_file():
-            digest.update(path.relative_to(CONTAINERS_DIR).as_posix().encode() + b"\0" + path.read_bytes())
+    for path in layout.image_files(role):
+        digest.update(path.relative_to(layout.CONTAINERS).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 
 
-def base_image_uri(settings: Settings, kind: str, version: str = "2.6.0", py_version: str = "py312") -> str:
-    """The SageMaker PyTorch GPU image the project's own ``kind`` image extends (containers/<kind>/)."""
+def base_image_uri(settings: Settings, role: str, version: str = "2.6.0", py_version: str = "py312") -> str:
+    """The SageMaker PyTorch GPU image the project's own image of a role extends (containers/<role>/)."""
     sdk_environment()
     from sagemaker import image_uris
 
@@ -102,18 +102,18 @@ def base_image_uri(settings: Settings, kind: str, version: str = "2.6.0", py_ver
             version=version,
             py_version=py_version,
             instance_type=DEFAULT_GPU_INSTANCE,
-            image_scope=kind,
+            image_scope=role,
         )
     )
 
 
-def custom_image_uri(settings: Settings, kind: str) -> str:
+def custom_image_uri(settings: Settings, role: str) -> str:
     account = settings.account
     if account is None:
         raise CompileError("image: custom needs the AWS account: set SMP_ACCOUNT_ID or SMP_ROLE_ARN")
     return (
         f"{account}.dkr.ecr.{settings.compile_region}.amazonaws.com/"
-        f"{settings.image_repository_prefix}-{kind}:{container_tag(kind)}"
+        f"{settings.image_repository_prefix}-{role}:{container_tag(role)}"
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from pipelines.errors import UserError
 from pipelines.files import write_atomic
 from pipelines.local.runners import Runner
 from pipelines.local.store import ObjectStore, StoreError
@@ -23,7 +24,7 @@ from pipelines.local.store import ObjectStore, StoreError
 _DURATION = TypeAdapter(timedelta)
 
 
-class CacheConfigError(Exception):
+class CacheConfigError(UserError):
     pass
 
 

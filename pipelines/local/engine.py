@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.definition import references
+from pipelines.errors import UserError
 from pipelines.local.cache import StepCache, cache_key
 from pipelines.local.expressions import ExpressionError, Resolver
 from pipelines.local.records import this_engine, write_record
@@ -34,7 +35,7 @@ from pipelines.parameters import ParameterError, resolve
 from pipelines.suggest import did_you_mean
 
 
-class DefinitionError(Exception):
+class DefinitionError(UserError):
     """The definition cannot run locally (unknown step type, bad parameter): nothing was started."""
 
 

@@ -11,10 +11,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from pipelines.errors import UserError
+
 _TOKEN = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]")
 
 
-class ExpressionError(Exception):
+class ExpressionError(UserError):
     pass
 
 

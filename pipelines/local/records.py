@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.errors import UserError
 from pipelines.files import write_atomic
 
 ENGINE_DIED = "engine stopped unexpectedly (killed, or the machine restarted) while the execution ran"
 
 
-class RecordError(Exception):
+class RecordError(UserError):
     pass
 
 

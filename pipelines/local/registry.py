@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.errors import UserError
 from pipelines.local.arns import arn
 
 APPROVAL_STATUSES = ("Approved", "Rejected", "PendingManualApproval")
@@ -37,7 +38,7 @@ CREATE TABLE IF NOT EXISTS packages (
 """
 
 
-class RegistryError(Exception):
+class RegistryError(UserError):
     """An unknown group or version, or a bad approval status: the CLI prints it and exits 2."""
 
 

@@ -37,13 +37,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.errors import UserError
 from pipelines.files import write_atomic
 
 HOST = "127.0.0.1"
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints take at most 6 MB per request
 
 
-class EndpointError(Exception):
+class EndpointError(UserError):
     """An endpoint that cannot start, or that does not exist: the CLI prints it and exits 2."""
 
 

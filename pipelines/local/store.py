@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
+from pipelines.errors import UserError
 
-class StoreError(Exception):
+
+class StoreError(UserError):
     pass
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from pipelines.errors import UserError
 from pipelines.parameters import as_api_value
 from pipelines.remote.jobs import JOBS, trials
 from pipelines.settings import PLACEHOLDER_BUCKET, Settings
@@ -21,7 +22,7 @@ from pipelines.settings import PLACEHOLDER_BUCKET, Settings
 TERMINAL = ("Succeeded", "Failed", "Stopped")
 
 
-class RemoteError(Exception):
+class RemoteError(UserError):
     """A problem the user can fix (settings, parameters); the CLI prints it and exits 2."""
 
 

@@ -20,15 +20,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipelines.spec import scripts
+from pipelines import layout
 
 if TYPE_CHECKING:
     from pipelines.spec.base import Path_, ScriptStep
     from pipelines.spec.checks import Checks
 
-STEPS_DIR = scripts.STEPS_DIR
-
-CONTAINERS = STEPS_DIR.parent / "containers"
 TRAINING_REQUIREMENTS = "requirements.txt"  # the training toolkit installs this one, by this name
 PROCESSING_REQUIREMENTS = "requirements-processing.txt"
 PROCESSING_ENTRY = "processing_entry.sh"
@@ -60,15 +57,15 @@ def _names(path: Path, requirements: bool) -> frozenset[str]:
 def provided(kind: str, custom: bool) -> tuple[frozenset[str], str]:
     """(import names the step's image holds once the job started, what to call that image in a message)."""
     role = "inference" if kind == "inference" else "training"
-    names = set(_names(CONTAINERS / role / "stock.txt", requirements=False))
+    names = set(_names(layout.image_context(role) / "stock.txt", requirements=False))
     if custom:
-        names |= _names(CONTAINERS / role / "requirements.txt", requirements=True)
+        names |= _names(layout.image_context(role) / "requirements.txt", requirements=True)
         what = f"the project's {role} image (containers/{role}/)"
     elif kind in ("training", "tuning"):
-        names |= _names(scripts.STEPS_DIR / TRAINING_REQUIREMENTS, requirements=True)
+        names |= _names(layout.script(TRAINING_REQUIREMENTS), requirements=True)
         what = f"the stock SageMaker PyTorch training image with steps/{TRAINING_REQUIREMENTS} installed"
     elif kind in ("processing", "evaluation"):
-        names |= _names(scripts.STEPS_DIR / PROCESSING_REQUIREMENTS, requirements=True)
+        names |= _names(layout.script(PROCESSING_REQUIREMENTS), requirements=True)
         what = f"the stock SageMaker PyTorch training image with steps/{PROCESSING_REQUIREMENTS} installed"
     else:
         what = f"the stock SageMaker PyTorch {role} image"
@@ -149,7 +146,7 @@ def fix_for(kind: str, custom: bool) -> str:
 
 def check_script_imports(step: ScriptStep, checks: Checks, here: Path_) -> None:
     """A script that imports what its step's image does not provide fails on SageMaker only: refuse it."""
-    path = scripts.STEPS_DIR / step.script
+    path = layout.script(step.script)
     if not path.is_file():
         return  # said by check_script_options
     kind = str(getattr(step, "kind", "processing"))

@@ -10,13 +10,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipelines import layout
 from pipelines.suggest import did_you_mean, suggest
 
 if TYPE_CHECKING:
     from pipelines.spec.base import Path_, ScriptStep
     from pipelines.spec.checks import Checks
-
-STEPS_DIR = Path(__file__).resolve().parents[2] / "steps"
 
 
 @lru_cache(maxsize=32)
@@ -43,13 +42,10 @@ def script_options(script: Path) -> frozenset[str] | None:
 
 
 def check_script_options(step: ScriptStep, checks: Checks, here: Path_) -> None:
-    path = STEPS_DIR / step.script
+    path = layout.script(step.script)
     if not path.is_file():
-        checks.add(
-            (*here, "script"),
-            f"script steps/{step.script} does not exist",
-            suggest(step.script, sorted(p.name for p in STEPS_DIR.glob("*.py"))),
-        )
+        hint = suggest(step.script, layout.scripts())
+        checks.add((*here, "script"), f"script steps/{step.script} does not exist", hint)
         return
     options = script_options(path)
     if not options:
@@ -78,7 +74,7 @@ def reported_metrics(script: Path) -> tuple[str, ...] | None:
 
 def check_reported_metrics(script: str, metrics: list[str], checks: Checks, here: Path_) -> None:
     """Every metric an evaluation step lists must be one its script writes (when the script says which)."""
-    declared = reported_metrics(STEPS_DIR / script)
+    declared = reported_metrics(layout.script(script))
     if declared is None:
         return
     patterns = [re.compile("^" + re.escape(d).replace(re.escape("<head>"), r"[A-Za-z0-9_]+") + "$") for d in declared]

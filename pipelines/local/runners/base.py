@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.errors import RunFailure
 from pipelines.local.arns import arn
 from pipelines.local.expressions import Resolver
 from pipelines.local.store import ObjectStore, StoreError
@@ -47,7 +48,7 @@ def _die_with_parent() -> None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-class StepFailed(Exception):
+class StepFailed(RunFailure):
     """A step that did not succeed; ``cause`` is what retry policies match (e.g. SageMaker.JOB_INTERNAL_ERROR);
     ``excerpt`` the log lines that explain it (the first traceback), when the job printed one."""
 
