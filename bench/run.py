@@ -157,14 +157,14 @@ def bench_preprocess(args: argparse.Namespace) -> str:
 
 def bench_loader(args: argparse.Namespace) -> str:
     import numpy as np
+    import shards
     import torch
-    import train
     from torch.utils.data import DataLoader, DistributedSampler
 
     split = OUT / "pre_out" / "train"
     if not (split / "manifest.json").exists():
         raise SystemExit("bench: run the preprocess benchmark first (it writes the shards this one reads)")
-    ds = train.ShardDataset(split)
+    ds = shards.ShardDataset(split)
     batch = 256
     mean = torch.tensor([0.1]).view(1, -1, 1, 1)
     std = torch.tensor([0.2]).view(1, -1, 1, 1)
@@ -175,7 +175,7 @@ def bench_loader(args: argparse.Namespace) -> str:
 
     def shard_loop() -> int:
         sampler = DistributedSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=0)
-        loader = DataLoader(ds, batch_size=batch, sampler=sampler, collate_fn=train.keep_batch, drop_last=True)
+        loader = DataLoader(ds, batch_size=batch, sampler=sampler, collate_fn=shards.keep_batch, drop_last=True)
         n = 0
         for images, labels in loader:
             consume(images, labels)

@@ -26,7 +26,7 @@ def _peak_per_worker(output: str) -> float:
 
 def _shard_bytes(split: Path) -> bytes:
     """Every image of a split, parts in host order, each part's shards in order."""
-    from train import split_parts  # steps/, on bench/run.py's path
+    from shards import split_parts  # steps/, on bench/run.py's path
 
     return b"".join(np.load(f).tobytes() for part in split_parts(split) for f in sorted(part.glob("images_*.npy")))
 
@@ -65,7 +65,7 @@ def bench_scale(args: object, measured: object) -> str:
         print(f"bench: the preprocess step as {count} local instance(s) ...", flush=True)
         wall, output_dir = _engine_preprocess(src, count)
         instances[count] = (wall, output_dir)
-    from train import ShardDataset
+    from shards import ShardDataset
 
     one, two = (sorted(ShardDataset(instances[n][1] / "train").ids) for n in (1, 2))
     merged_same = one == two
@@ -199,9 +199,11 @@ def bench_training(args: object, measured: object) -> str:
     shutil.rmtree(root, ignore_errors=True)
     store = ObjectStore(root / "s3", mounts={"data": data})
     raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
-        for name in ("train.py", "models.py", "inference.py"):
-            tar.add(ROOT / "steps" / name, arcname=name)
+    from pipelines import layout
+
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:  # every step script and sibling, as the code archive
+        for name, path in layout.code_files().items():
+            tar.add(path, arcname=name)
     store.put_bytes("s3://b/code/sourcedir.tar.gz", raw.getvalue())
     channel = [
         {"ChannelName": c, "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://data/{c}/",

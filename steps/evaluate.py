@@ -27,7 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inference import Predictor, model_fn  # noqa: E402
-from train import ShardDataset, macro_recall  # noqa: E402
+from metrics import macro_recall  # noqa: E402
+from shards import ShardDataset  # noqa: E402
 
 
 class EvaluationError(Exception):

@@ -6,7 +6,8 @@ and ``SM_CHANNEL_VALIDATION``; the model to ``SM_MODEL_DIR``; checkpoints to ``S
 DistributedDataParallel (NCCL on GPUs, gloo on CPUs); a plain process trains alone.
 
 One line per epoch, ``epoch=3 train_loss=0.41 val_loss=0.52 ... val_weighted_recall=0.83``, is what
-SageMaker's metric regexes and the tuner read.
+SageMaker's metric regexes and the tuner read. Its sibling modules: `shards` (reading the data),
+`checkpoints` (saving and resuming), `metrics`, `models` (the architectures).
 """
 
 from __future__ import annotations
@@ -20,151 +21,25 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import checkpoints  # noqa: E402
+from checkpoints import Progress, Trainables  # noqa: E402
+from metrics import macro_recall  # noqa: E402
 from models import ARCHITECTURES, build_model  # noqa: E402
+from shards import ShardDataset, ShardSampler, has_split, keep_batch  # noqa: E402
 
-CHECKPOINT_NAME = "checkpoint.pt"
-SERVING_FILES = ("inference.py", "models.py")
-
-
-# --------------------------------------------------------------------------- data
-
-
-def split_parts(directory: Path) -> list[Path]:
-    """The directories holding a split's files: itself, or one per processing instance, in host order."""
-    if (directory / "manifest.json").exists():
-        return [directory]
-    parts = sorted((p.parent for p in directory.glob("*/manifest.json")), key=lambda p: _host_order(p.name))
-    if not parts:
-        raise FileNotFoundError(
-            f"{directory / 'manifest.json'} not found (nor <host>/manifest.json): "
-            f"is {directory} a preprocess output split?"
-        )
-    return parts
-
-
-def has_split(directory: Path) -> bool:
-    """Whether a directory holds a preprocess output split (one part or several)."""
-    return (directory / "manifest.json").exists() or any(directory.glob("*/manifest.json"))
-
-
-def _host_order(name: str) -> tuple[str, int]:
-    stem, _, number = name.rpartition("-")
-    return (stem, int(number)) if number.isdigit() else (name, 0)
-
-
-def merge_manifests(manifests: list[dict], split: str) -> dict:
-    """One manifest for the parts of a split: the same image shape, the largest class count of each head,
-    the union of string label names, and the pixel statistics of all images together."""
-    first = manifests[0]
-    if len(manifests) == 1:
-        return first
-    shapes = {tuple(m["shape"]) for m in manifests}
-    if len(shapes) > 1:
-        raise ValueError(f"the parts of split '{split}' hold images of different shapes {sorted(shapes)}")
-    heads = []
-    for head in first["heads"]:
-        same = [next(h for h in m["heads"] if h["name"] == head["name"]) for m in manifests]
-        names = [h["class_names"] for h in same]
-        union = sorted(set().union(*names)) if all(names) else None
-        count = len(union) if union else max(h["num_classes"] for h in same)
-        heads.append({"name": head["name"], "num_classes": count, "class_names": union})
-    merged = dict(first, heads=heads)
-    # the normalization is the train split's: merge its per-part pixel sums
-    sized = [(m["splits"].get("train", {}).get("size", 0), m.get("pixel_sums", {}).get("train")) for m in manifests]
-    if all(sums is not None for size, sums in sized if size):
-        n = sum(size for size, _ in sized)
-        total = sum((np.asarray(sums) for size, sums in sized if size), np.zeros((2, first["shape"][0])))
-        mean = total[0] / max(n, 1)
-        std = np.sqrt(np.maximum(total[1] / max(n, 1) - mean**2, 0.0))
-        merged["normalization"] = {"mean": (mean / 255).round(6).tolist(), "std": (std / 255).round(6).tolist()}
-    merged["splits"] = {split: {"size": sum(m["splits"].get(split, {}).get("size", 0) for m in manifests)}}
-    return merged
-
-
-class ShardDataset(Dataset):
-    """A split directory of ``images_*.npy`` shards read by memory map, one gather per batch.
-
-    The directory holds one preprocess output (``manifest.json`` in it) or, when several processing
-    instances wrote it, one part per instance (``<host>/manifest.json``): the parts are read in host order
-    as one split, their label names and counts and their pixel statistics merged.
-    """
-
-    def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
-        parts = split_parts(self.directory)
-        manifests = [json.loads((part / "manifest.json").read_text()) for part in parts]
-        self.manifest = merge_manifests(manifests, self.directory.name)
-        self.heads = [h["name"] for h in self.manifest["heads"]]
-        self.shards: list[np.ndarray] = []
-        self.ids: list[str] = []
-        labels: list[np.ndarray] = []
-        for part, manifest in zip(parts, manifests, strict=True):
-            split = manifest["splits"].get(self.directory.name)
-            names = split["shards"] if split else sorted(p.name for p in part.glob("images_*.npy"))
-            shards = [np.load(part / name, mmap_mode="r") for name in names]
-            n = sum(len(s) for s in shards)
-            part_labels = np.stack([np.load(part / f"labels_{h}.npy") for h in self.heads], axis=1)
-            if len(part_labels) != n:
-                raise ValueError(f"{part}: {n} images but {len(part_labels)} labels")
-            for j, head in enumerate(self.manifest["heads"]):  # a part's label names indexed into the merged ones
-                own = next(h for h in manifest["heads"] if h["name"] == head["name"]).get("class_names")
-                if own and own != head["class_names"]:
-                    part_labels[:, j] = np.asarray([head["class_names"].index(c) for c in own])[part_labels[:, j]]
-            ids_file = part / "image_ids.txt"
-            ids = ids_file.read_text().splitlines() if ids_file.exists() else []
-            self.ids += ids if len(ids) == n else [str(len(self.ids) + k) for k in range(n)]  # else positions
-            self.shards += shards
-            labels.append(part_labels)
-        self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
-        self.labels = np.concatenate(labels) if labels else np.zeros((0, len(self.heads)), dtype=np.int64)
-
-
-    def __len__(self) -> int:
-        return int(self.offsets[-1])
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = self.__getitems__([index])
-        return images[0], labels[0]
-
-    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = np.sort(np.asarray(indices, dtype=np.int64))
-        shard_of = np.searchsorted(self.offsets, idx, side="right") - 1
-        parts = []
-        for s in np.unique(shard_of):
-            parts.append(self.shards[s][idx[shard_of == s] - self.offsets[s]])
-        images = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        return torch.from_numpy(images), torch.from_numpy(self.labels[idx])
-
-
-def keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The dataset already returns whole batches; the loader must not collate them again."""
-    return batch
-
-
-class ShardSampler(torch.utils.data.Sampler[int]):
-    """Every rank's share of a split, in order and without padding, so evaluation counts each image once."""
-
-    def __init__(self, n: int, rank: int, world_size: int):
-        self.indices = range(rank, n, world_size)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
+SERVING_FILES = ("inference.py", "models.py")  # what the model archive's code/ holds for the endpoint
 
 
 # --------------------------------------------------------------------------- runtime
@@ -280,6 +155,17 @@ def mixup(x: torch.Tensor, gen: torch.Generator, alpha: float) -> tuple[torch.Te
 # --------------------------------------------------------------------------- train and evaluate
 
 
+@dataclass
+class Heads:
+    """What is learned: the heads, their class counts and loss weights, and the input normalisation."""
+
+    names: list[str]
+    classes: list[int]
+    weights: torch.Tensor  # on the device, summing to 1
+    mean: torch.Tensor  # (1, C, 1, 1) on the device
+    std: torch.Tensor
+
+
 def weighted_loss(
     logits: dict[str, torch.Tensor], targets: torch.Tensor, heads: list[str], weights: torch.Tensor
 ) -> torch.Tensor:
@@ -288,9 +174,9 @@ def weighted_loss(
     return (losses * weights).sum()
 
 
-def prepare(images: torch.Tensor, rt: Runtime, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+def prepare(images: torch.Tensor, rt: Runtime, heads: Heads) -> torch.Tensor:
     x = images.to(rt.device, non_blocking=True).float().div_(255)
-    x = (x - mean) / std
+    x = (x - heads.mean) / heads.std
     if rt.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
@@ -302,141 +188,78 @@ def autocast(rt: Runtime) -> contextlib.AbstractContextManager:
     return torch.autocast(device_type="cuda", dtype=rt.amp_dtype)
 
 
+def augment(x: torch.Tensor, args: argparse.Namespace, gen: torch.Generator) -> tuple[torch.Tensor, Any, float]:
+    """The batch's random affine, then CutMix or mixup as drawn: (images, the partner permutation, λ)."""
+    if args.augment:
+        x = random_affine(x, gen, args.aug_degrees, args.aug_translate, args.aug_scale)
+    roll = float(torch.rand(1, generator=gen, device=x.device))
+    if roll < args.cutmix_prob:
+        return cutmix(x, gen, args.cutmix_alpha)
+    if roll < args.cutmix_prob + args.mixup_prob:
+        return mixup(x, gen, args.mixup_alpha)
+    return x, None, 1.0
+
+
 def train_one_epoch(
-    model: nn.Module,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-    scaler: torch.amp.GradScaler,
-    rt: Runtime,
-    args: argparse.Namespace,
-    heads: list[str],
-    weights: torch.Tensor,
-    norm: tuple[torch.Tensor, torch.Tensor],
-    gen: torch.Generator,
+    parts: Trainables, loader: DataLoader, heads: Heads, rt: Runtime, args: argparse.Namespace, gen: torch.Generator
 ) -> tuple[float, int]:
-    model.train()
+    parts.module.train()
     total = torch.zeros(2, device=rt.device)  # loss sum, sample count
     for images, targets in loader:
-        x = prepare(images, rt, *norm)
+        x = prepare(images, rt, heads)
         y = targets.to(rt.device, non_blocking=True)
-        if args.augment:
-            x = random_affine(x, gen, args.aug_degrees, args.aug_translate, args.aug_scale)
-        roll = float(torch.rand(1, generator=gen, device=x.device))
-        perm, lam = None, 1.0
-        if roll < args.cutmix_prob:
-            x, perm, lam = cutmix(x, gen, args.cutmix_alpha)
-        elif roll < args.cutmix_prob + args.mixup_prob:
-            x, perm, lam = mixup(x, gen, args.mixup_alpha)
+        x, perm, lam = augment(x, args, gen)
         with autocast(rt):
-            logits = model(x)
-            loss = weighted_loss(logits, y, heads, weights)
+            logits = parts.module(x)
+            loss = weighted_loss(logits, y, heads.names, heads.weights)
             if perm is not None:
-                loss = lam * loss + (1 - lam) * weighted_loss(logits, y[perm], heads, weights)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+                loss = lam * loss + (1 - lam) * weighted_loss(logits, y[perm], heads.names, heads.weights)
+        parts.optimizer.zero_grad(set_to_none=True)
+        parts.scaler.scale(loss).backward()
         if args.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        if scheduler is not None:
-            scheduler.step()
+            parts.scaler.unscale_(parts.optimizer)
+            nn.utils.clip_grad_norm_(parts.model.parameters(), args.grad_clip)
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+        if parts.scheduler is not None:
+            parts.scheduler.step()
         total += torch.stack([loss.detach().float() * len(y), torch.tensor(float(len(y)), device=rt.device)])
     all_reduce_sum(total, rt)
     return float(total[0] / total[1].clamp(min=1)), int(total[1])
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loader: DataLoader,
-    rt: Runtime,
-    heads: list[str],
-    classes: list[int],
-    weights: torch.Tensor,
-    norm: tuple[torch.Tensor, torch.Tensor],
-) -> dict[str, float]:
+def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime, heads: Heads) -> dict[str, float]:
     """Loss, accuracy and macro recall per head, and their head-weighted recall, over all ranks' shares."""
     model.eval()
-    confusion = [torch.zeros(k, k, dtype=torch.int64, device=rt.device) for k in classes]
+    confusion = [torch.zeros(k, k, dtype=torch.int64, device=rt.device) for k in heads.classes]
     total = torch.zeros(2, device=rt.device, dtype=torch.float64)
     for images, targets in loader:
-        x = prepare(images, rt, *norm)
+        x = prepare(images, rt, heads)
         y = targets.to(rt.device)
         with autocast(rt):
             logits = model(x)
-        total += torch.tensor(
-            [float(weighted_loss(logits, y, heads, weights)) * len(y), len(y)], device=rt.device, dtype=torch.float64
-        )
-        for i, h in enumerate(heads):
+        loss = float(weighted_loss(logits, y, heads.names, heads.weights))
+        total += torch.tensor([loss * len(y), len(y)], device=rt.device, dtype=torch.float64)
+        for i, h in enumerate(heads.names):
             pred = logits[h].argmax(dim=1)
-            k = classes[i]
+            k = heads.classes[i]
             confusion[i] += torch.bincount(y[:, i] * k + pred, minlength=k * k).view(k, k)
     all_reduce_sum(total, rt)
     for c in confusion:
         all_reduce_sum(c, rt)
     metrics = {"val_loss": float(total[0] / total[1].clamp(min=1))}
     recalls = []
-    for h, c in zip(heads, confusion, strict=True):
+    for h, c in zip(heads.names, confusion, strict=True):
         metrics[f"val_acc_{h}"] = float(c.diag().sum() / c.sum().clamp(min=1))
         recall = macro_recall(c)
         metrics[f"val_recall_{h}"] = recall
         recalls.append(recall)
-    metrics["val_weighted_recall"] = float(sum(w * r for w, r in zip(weights.tolist(), recalls, strict=True)))
+    metrics["val_weighted_recall"] = float(sum(w * r for w, r in zip(heads.weights.tolist(), recalls, strict=True)))
     return metrics
 
 
-def macro_recall(confusion: torch.Tensor) -> float:
-    """scikit-learn's ``recall_score(average="macro")`` from a confusion matrix (rows: true class): the mean
-    over every class in the targets or the predictions, a class predicted but never true counting 0."""
-    support = confusion.sum(dim=1).double()
-    seen = (support > 0) | (confusion.sum(dim=0) > 0)
-    if not seen.any():
-        return 0.0
-    recall = torch.where(support > 0, confusion.diag().double() / support.clamp(min=1), torch.zeros_like(support))
-    return float(recall[seen].mean())
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def atomic_save(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def tuning_trial_name() -> str | None:
-    """This job's name when a hyperparameter tuning job launched it, else None.
-
-    SageMaker gives every training job of a tuning job the same checkpoint URI, and writes the tuning
-    objective into the job's own hyperparameters.json (the toolkit keeps it from the script's arguments).
-    """
-    config = Path(os.environ.get("SM_INPUT_CONFIG_DIR", "/opt/ml/input/config")) / "hyperparameters.json"
-    try:
-        trial = "_tuning_objective_metric" in json.loads(config.read_text())
-    except (OSError, ValueError):
-        return None
-    return os.environ.get("TRAINING_JOB_NAME") if trial else None
-
-
-def checkpoint_dir(args: argparse.Namespace, rt: Runtime) -> Path | None:
-    path = Path(args.checkpoint_dir)
-    trial = tuning_trial_name()
-    if trial:
-        # one prefix per trial: a trial must never resume from another configuration's checkpoint
-        path = path / trial
-        log(rt, f"train: tuning trial {trial}: checkpoints in {path}")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        log(rt, f"train: checkpoints off: cannot create {path} ({exc}); set --checkpoint-dir")
-        return None
-    return path
-
-
-# --------------------------------------------------------------------------- main
+# --------------------------------------------------------------------------- setting up
 
 
 def parse_head_weights(text: str, heads: list[str]) -> torch.Tensor:
@@ -506,18 +329,6 @@ def build_scheduler(
     return None
 
 
-def check_schedule(saved: dict, fresh: dict, ckpt_path: Path, args: argparse.Namespace) -> None:
-    """A checkpoint resumes the learning-rate schedule it was written with; one of another length (a run
-    resumed with more --epochs, or another batch size or data size) would step past its end or jump."""
-    for key in ("total_steps", "T_max"):  # OneCycleLR, CosineAnnealingLR
-        if key in saved and saved.get(key) != fresh.get(key):
-            raise SystemExit(
-                f"train: error: the checkpoint {ckpt_path} belongs to a {args.scheduler} schedule of {saved[key]} "
-                f"steps, and this run's is {fresh.get(key)} steps (--epochs, --batch-size or the data changed); "
-                "run it with the settings it was written with, or pass --restart true to start over"
-            )
-
-
 def model_config(args: argparse.Namespace, train_set: ShardDataset, weights: torch.Tensor) -> dict:
     m = train_set.manifest
     return {
@@ -554,149 +365,150 @@ def loader_workers(requested: int | str, rt: Runtime) -> int:
     return max(0, min(8, cores // local_ranks - 1))
 
 
-def run(args: argparse.Namespace) -> dict:
-    rt = setup_runtime(args)
-    args.num_workers = loader_workers(args.num_workers, rt)
-    log(
-        rt,
+def describe_runtime(rt: Runtime, args: argparse.Namespace) -> str:
+    """The first line of the job: what it runs on."""
+    return (
         f"train: {rt.world_size} process(es) on {rt.device.type}"
         + (f", {torch.get_num_threads()} thread(s) each" if rt.device.type == "cpu" else "")
         + f", {args.num_workers} data-loader worker(s) per process"
         + (f", AMP {str(rt.amp_dtype).removeprefix('torch.')}" if rt.amp_dtype else "")
-        + (", channels-last" if rt.channels_last else ""),
-    )
-    torch.manual_seed(args.seed)
-    train_set, val_set, train_loader, val_loader = make_loaders(args, rt)
-    heads = train_set.heads
-    classes = [h["num_classes"] for h in train_set.manifest["heads"]]
-    weights = parse_head_weights(args.head_weights, heads).to(rt.device)
-    config = model_config(args, train_set, weights.cpu())
-    norm_cfg = config["input"]["normalization"]
-    norm = (
-        torch.tensor(norm_cfg["mean"], device=rt.device).view(1, -1, 1, 1),
-        torch.tensor(norm_cfg["std"], device=rt.device).clamp(min=1e-6).view(1, -1, 1, 1),
+        + (", channels-last" if rt.channels_last else "")
     )
 
+
+def learned(args: argparse.Namespace, train_set: ShardDataset, rt: Runtime) -> tuple[Heads, dict]:
+    """The heads to learn (weights, classes, normalisation on the device) and the model's configuration."""
+    weights = parse_head_weights(args.head_weights, train_set.heads)
+    config = model_config(args, train_set, weights)
+    norm = config["input"]["normalization"]
+    heads = Heads(
+        train_set.heads, [h["num_classes"] for h in train_set.manifest["heads"]], weights.to(rt.device),
+        torch.tensor(norm["mean"], device=rt.device).view(1, -1, 1, 1),
+        torch.tensor(norm["std"], device=rt.device).clamp(min=1e-6).view(1, -1, 1, 1),
+    )  # fmt: skip
+    return heads, config
+
+
+def build_trainables(args: argparse.Namespace, config: dict, rt: Runtime, steps_per_epoch: int) -> Trainables:
     model = build_model(config, pretrained_weights=args.pretrained_weights).to(rt.device)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, args)
-    scheduler = build_scheduler(optimizer, args, len(train_loader))
+    scheduler = build_scheduler(optimizer, args, steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=rt.amp_dtype == torch.float16)
+    return Trainables(model, optimizer, scheduler, scaler)
 
-    start_epoch, best, best_epoch, since_best, best_state = 0, None, -1, 0, None
-    history: list[dict] = []
-    ckpt_dir = checkpoint_dir(args, rt)
-    ckpt_path = ckpt_dir / CHECKPOINT_NAME if ckpt_dir else None
-    if ckpt_path and ckpt_path.exists() and args.restart:
-        log(rt, f"train: --restart: ignoring the checkpoint in {ckpt_path} and starting from epoch 1")
+
+def resume(args: argparse.Namespace, parts: Trainables, config: dict, rt: Runtime) -> tuple[Progress, Path | None]:
+    """Where training starts: after the last finished epoch of a checkpoint found, else at the beginning."""
+    path = checkpoints.checkpoint_path(args.checkpoint_dir, lambda line: log(rt, line))
+    if path and path.exists() and args.restart:
+        log(rt, f"train: --restart: ignoring the checkpoint in {path} and starting from epoch 1")
         if rt.is_main:
-            ckpt_path.unlink(missing_ok=True)
-    elif ckpt_path and ckpt_path.exists():
-        try:
-            state = torch.load(ckpt_path, map_location=rt.device, weights_only=True)
-            foreign = not isinstance(state, dict) or state.get("config") != json.dumps(config, sort_keys=True)
-        except Exception as exc:  # truncated, corrupt, or not a checkpoint at all
-            raise SystemExit(
-                f"train: error: the checkpoint {ckpt_path} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); "
-                "pass --restart true to start over without it"
-            ) from None
-        if foreign:
-            raise SystemExit(
-                f"train: error: the checkpoint {ckpt_path} was written by a different model configuration; "
-                "pass --restart true to start over without it"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state["scheduler"] is not None:
-            check_schedule(state["scheduler"], scheduler.state_dict(), ckpt_path, args)
-            scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        if rt.device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu())
-        start_epoch, best, best_epoch = state["epoch"], state["best"], state["best_epoch"]
-        since_best, best_state, history = state["since_best"], state["best_state"], json.loads(state["history"])
-        log(rt, f"train: resumed from {ckpt_path} after epoch {start_epoch}")
+            path.unlink(missing_ok=True)
+    elif path and path.exists():
+        progress = checkpoints.restore(path, parts, config, rt.device, args)
+        log(rt, f"train: resumed from {path} after epoch {progress.epoch}")
+        return progress, path
+    return Progress(), path
 
-    ddp_model: nn.Module = model
+
+def wrap(parts: Trainables, args: argparse.Namespace, rt: Runtime) -> None:
+    """What the training step calls: the model, inside DDP under torchrun, compiled when asked on CUDA."""
+    net: nn.Module = parts.model
     if rt.distributed:
-        ddp_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None
-        )
+        net = nn.parallel.DistributedDataParallel(parts.model, device_ids=[rt.local_rank] if rt.device.type == "cuda"
+                                                  else None)  # fmt: skip
     if args.compile:
         if rt.device.type == "cuda":
-            ddp_model = torch.compile(ddp_model)  # type: ignore[assignment]
+            net = torch.compile(net)  # type: ignore[assignment]
         else:
             log(rt, "train: --compile ignored on CPU")
+    parts.net = net
 
-    metric_name = args.early_stopping_metric if val_loader is not None else "train_loss"
+
+@dataclass
+class Session:
+    """One job's settings: its arguments, where it runs, the model configuration, its checkpoint file."""
+
+    args: argparse.Namespace
+    rt: Runtime
+    config: dict
+    checkpoint: Path | None
+
+
+def one_epoch(session: Session, parts: Trainables, loaders: tuple[DataLoader, DataLoader | None],
+              heads: Heads, epoch: int) -> dict[str, Any]:  # fmt: skip
+    """Train an epoch, then validate: the epoch's metrics line."""
+    args, rt = session.args, session.rt
+    train_loader, val_loader = loaders
+    t0 = time.time()
+    train_loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+    gen = torch.Generator(device=rt.device)
+    gen.manual_seed(args.seed * 100_003 + epoch * 1009 + rt.rank)
+    train_loss, seen = train_one_epoch(parts, train_loader, heads, rt, args, gen)
+    elapsed = time.time() - t0
+    broadcast_buffers(parts.model, rt)
+    metrics: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
+    if val_loader is not None:
+        metrics |= evaluate(parts.model, val_loader, rt, heads)
+    return metrics | {"lr": parts.optimizer.param_groups[0]["lr"], "samples_per_sec": seen / max(elapsed, 1e-9)}
+
+
+def fit(session: Session, parts: Trainables, progress: Progress, loaders: tuple[DataLoader, DataLoader | None],
+        heads: Heads) -> dict[str, Any]:  # fmt: skip
+    """Every remaining epoch, a checkpoint after each, early stopping; then the best model saved (rank 0)."""
+    args, rt = session.args, session.rt
+    metric_name = args.early_stopping_metric if loaders[1] is not None else "train_loss"
     sign = -1.0 if metric_name.endswith("loss") else 1.0  # losses improve downwards
     stopped_early = False
-    for epoch in range(start_epoch, args.epochs):
-        if args.patience and since_best >= args.patience:
+    for epoch in range(progress.epoch, args.epochs):
+        if args.patience and progress.since_best >= args.patience:
             stopped_early = True
             break
-        t0 = time.time()
-        train_loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
-        gen = torch.Generator(device=rt.device)
-        gen.manual_seed(args.seed * 100_003 + epoch * 1009 + rt.rank)
-        train_loss, seen = train_one_epoch(
-            ddp_model, train_loader, optimizer, scheduler, scaler, rt, args, heads, weights, norm, gen
-        )
-        elapsed = time.time() - t0
-        broadcast_buffers(model, rt)
-        metrics = {"epoch": epoch + 1, "train_loss": train_loss}
-        if val_loader is not None:
-            metrics |= evaluate(model, val_loader, rt, heads, classes, weights, norm)
-        metrics |= {"lr": optimizer.param_groups[0]["lr"], "samples_per_sec": seen / max(elapsed, 1e-9)}
-        history.append(metrics)
+        metrics = one_epoch(session, parts, loaders, heads, epoch)
+        progress.history.append(metrics)
         if metric_name not in metrics:
             raise ValueError(f"--early-stopping-metric {metric_name} is not one of {sorted(metrics)}")
         current = metrics[metric_name]
-        if best is None or sign * current > sign * best:
-            best, best_epoch, since_best = current, epoch + 1, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if progress.best is None or sign * current > sign * progress.best:
+            progress.best, progress.best_epoch, progress.since_best = current, epoch + 1, 0
+            progress.best_state = {k: v.detach().clone() for k, v in parts.model.state_dict().items()}
         else:
-            since_best += 1
-        if rt.is_main and ckpt_path:
-            atomic_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "scaler": scaler.state_dict(),
-                    "epoch": epoch + 1,
-                    "rng": {
-                        "torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state() if rt.device.type == "cuda" else None,
-                    },
-                    "best": best,
-                    "best_epoch": best_epoch,
-                    "since_best": since_best,
-                    "best_state": best_state,
-                    "history": json.dumps(history),
-                    "config": json.dumps(config, sort_keys=True),
-                },
-                ckpt_path,
-            )
+            progress.since_best += 1
+        progress.epoch = epoch + 1
+        if rt.is_main and session.checkpoint:
+            checkpoints.save(session.checkpoint, parts, progress, session.config, rt.device.type == "cuda")
         # printed once the checkpoint is on disk: a job killed after this line resumes after this epoch
         log(rt, format_metrics(metrics))
         if rt.distributed:
             dist.barrier()
-
     if stopped_early:
         log(rt, f"train: early stop: no {metric_name} improvement in {args.patience} epochs")
-    summary = {"best_epoch": best_epoch, f"best_{metric_name}": best, "epochs": len(history)}
+    return {"best_epoch": progress.best_epoch, f"best_{metric_name}": progress.best, "epochs": len(progress.history)}
+
+
+def run(args: argparse.Namespace) -> dict:
+    rt = setup_runtime(args)
+    args.num_workers = loader_workers(args.num_workers, rt)
+    log(rt, describe_runtime(rt, args))
+    torch.manual_seed(args.seed)
+    train_set, _, train_loader, val_loader = make_loaders(args, rt)
+    heads, config = learned(args, train_set, rt)
+    parts = build_trainables(args, config, rt, len(train_loader))
+    progress, checkpoint = resume(args, parts, config, rt)
+    wrap(parts, args, rt)
+    summary = fit(Session(args, rt, config, checkpoint), parts, progress, (train_loader, val_loader), heads)
     if rt.is_main:
-        save_model(Path(args.model_dir), best_state or model.state_dict(), config | {"best_epoch": best_epoch})
+        state = progress.best_state or parts.model.state_dict()
+        save_model(Path(args.model_dir), state, config | {"best_epoch": progress.best_epoch})
         out = Path(args.output_data_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps({"history": history, "summary": summary}, indent=2))
+        (out / "metrics.json").write_text(json.dumps({"history": progress.history, "summary": summary}, indent=2))
         log(rt, format_metrics(summary))
     if rt.distributed:
         # every rank reports its weights' digest: DDP keeps them identical, and this shows it
-        emit(f"rank={rt.rank} weights_sha256={state_digest(model.state_dict())}")
+        emit(f"rank={rt.rank} weights_sha256={state_digest(parts.model.state_dict())}")
         dist.barrier()
         dist.destroy_process_group()
     return summary

@@ -16,6 +16,8 @@ from tests.conftest import run_step
 inference = pytest.importorskip("inference")
 evaluate_mod = pytest.importorskip("evaluate")
 train = pytest.importorskip("train")
+metrics = pytest.importorskip("metrics")
+shards = pytest.importorskip("shards")
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +62,7 @@ def test_evaluation_report_has_sagemaker_model_quality_form(evaluation: Path, di
 
 
 def test_predict_fn_agrees_with_the_evaluation(evaluation: Path, digits_shards: Path, predictor) -> None:  # type: ignore[no-untyped-def]
-    data = train.ShardDataset(digits_shards / "test")
+    data = shards.ShardDataset(digits_shards / "test")
     images = np.concatenate([np.asarray(s) for s in data.shards])
     served_list = []
     for start in range(0, len(images), 100):  # requests of 100 images, under the per-request limit
@@ -82,10 +84,10 @@ def test_weighted_recall_weights_heads_two_one_one() -> None:
 
     perfect = torch.eye(3, dtype=torch.int64) * 5
     half = torch.tensor([[5, 5], [0, 10]])
-    assert train.macro_recall(perfect) == 1.0
-    assert train.macro_recall(half) == 0.75
+    assert metrics.macro_recall(perfect) == 1.0
+    assert metrics.macro_recall(half) == 0.75
     # an absent class does not count (scikit-learn's macro recall over present labels)
-    assert train.macro_recall(torch.tensor([[4, 0, 0], [0, 0, 0], [2, 0, 2]])) == 0.75
+    assert metrics.macro_recall(torch.tensor([[4, 0, 0], [0, 0, 0], [2, 0, 2]])) == 0.75
 
 
 def test_softmax_is_per_head_and_top_k_is_sorted(predictor) -> None:  # type: ignore[no-untyped-def]

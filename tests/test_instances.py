@@ -179,10 +179,12 @@ def test_a_node_killed_mid_training_is_retried_and_every_node_resumes_from_the_c
 
     from pipelines.local.engine import Execution, LocalOptions
     from pipelines.local.store import ObjectStore
-    from tests.conftest import STEPS
 
     store = ObjectStore(tmp_path / "s3")
-    _source(store, {name: (STEPS / name).read_text() for name in ("train.py", "models.py", "inference.py")})
+    from pipelines import layout
+
+    # every step script and its sibling modules, as the code archive carries them
+    _source(store, {name: path.read_text() for name, path in layout.code_files().items() if name.endswith(".py")})
     for split in ("train", "validation"):
         store.upload(digits_shards / split, f"s3://b/data/{split}/")
     step = _training(2, True, {"epochs": "3", "batch-size": "8", "scheduler": '"none"'}, "train.py")

@@ -358,7 +358,7 @@ def _upload(roots: list[Path], target: Path) -> None:
 @pytest.mark.parametrize("sharded", [True, False], ids=["ShardedByS3Key", "FullyReplicated"])
 def test_instances_together_write_the_single_instance_split_image_for_image(tmp_path: Path, sharded: bool) -> None:
     pytest.importorskip("train")
-    from train import ShardDataset
+    from shards import ShardDataset
 
     raw = tmp_path / "raw"
     write_bengali(raw, n_images=240, n_files=5, rows_per_group=48, seed=3)  # a row group per file

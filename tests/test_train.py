@@ -241,8 +241,8 @@ def test_pretrained_weights_that_match_nothing_are_refused(tmp_path: Path) -> No
 
 
 def test_shard_dataset_gathers_across_shards_in_one_call(digits_shards: Path) -> None:
-    train = pytest.importorskip("train")
-    ds = train.ShardDataset(digits_shards / "train")
+    shards = pytest.importorskip("shards")
+    ds = shards.ShardDataset(digits_shards / "train")
     assert len(ds.shards) >= 2
     images, labels = ds.__getitems__([len(ds) - 1, 0, 499, 500])
     full = np.concatenate([np.asarray(s) for s in ds.shards])
@@ -287,7 +287,7 @@ def test_a_tuning_jobs_training_job_checkpoints_under_its_own_name(digits_shards
 def test_macro_recall_equals_scikit_learns_on_random_confusion_matrices() -> None:
     from sklearn.metrics import recall_score
 
-    train = pytest.importorskip("train")
+    metrics = pytest.importorskip("metrics")
     rng = np.random.default_rng(0)
     for _ in range(300):
         classes, n = int(rng.integers(2, 12)), int(rng.integers(1, 60))
@@ -298,10 +298,10 @@ def test_macro_recall_equals_scikit_learns_on_random_confusion_matrices() -> Non
         for t, p in zip(y_true, y_pred, strict=True):
             confusion[t, p] += 1
         expected = recall_score(y_true, y_pred, average="macro", zero_division=0)
-        assert train.macro_recall(confusion) == pytest.approx(expected, abs=1e-12)
+        assert metrics.macro_recall(confusion) == pytest.approx(expected, abs=1e-12)
     # the example: a class predicted but never true counts as 0, as scikit-learn counts it
     confusion = torch.tensor([[1, 0, 1], [0, 2, 0], [0, 0, 0]])
-    assert train.macro_recall(confusion) == pytest.approx(0.5)
+    assert metrics.macro_recall(confusion) == pytest.approx(0.5)
 
 
 def test_a_checkpoint_resumed_with_another_schedule_length_is_refused_with_the_fix(
