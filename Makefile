@@ -36,7 +36,8 @@ install: $(STAMP)
 
 install-dev: $(DEV)
 
-test: $(DEV)
+# the lint (ruff, mypy, the import-linter layers) is part of the tests
+test: lint
 	$(PY) -m pytest -q
 
 lint: $(DEV)

@@ -27,7 +27,7 @@ def _timed(fn, repeats: int = 3) -> float:  # type: ignore[no-untyped-def]
 
 
 def flagship_view(directory: Path):  # type: ignore[no-untyped-def]
-    from pipelines.report.view import Evaluation, RunView, StepView
+    from pipelines.report.view import Evaluation, RunView, StepView, child_record
 
     rng = np.random.default_rng(0)
     definition = json.loads((ROOT / "tests" / "golden" / "bengali.json").read_text())
@@ -65,18 +65,12 @@ def flagship_view(directory: Path):  # type: ignore[no-untyped-def]
     for t in range(8):
         name = f"tune-abc-{t + 1:03d}-0000"
         curves[name] = {m: list(rng.random(30)) for m in ("train_loss", "val_loss", "val_weighted_recall", "lr")}
+        parameters = {"lr": str(10 ** rng.uniform(-4, -2)), "dropout": str(rng.random() / 2)}
         trials.append(
-            {
-                "TrainingJobName": name,
-                "TrainingJobStatus": "Completed",
-                "ObjectiveMetric": "val_weighted_recall",
-                "TunedHyperParameters": {"lr": str(10 ** rng.uniform(-4, -2)), "dropout": str(rng.random() / 2)},
-                "FinalObjectiveValue": float(rng.random()),
-                "Started": start + 600 + t * 300,
-                "Ended": start + 900 + t * 300,
-                "DurationSeconds": 300.0,
-                "Curves": curves[name],
-            }
+            child_record(
+                name, "Completed", parameters, "val_weighted_recall", float(rng.random()),
+                Started=start + 600 + t * 300, Ended=start + 900 + t * 300, DurationSeconds=300.0, Curves=curves[name],
+            )  # fmt: skip
         )
     tuning = next(s["Name"] for s in definition["Steps"] if s["Type"] == "Tuning")
     evaluate = next(
@@ -94,7 +88,7 @@ def flagship_view(directory: Path):  # type: ignore[no-untyped-def]
         start,
         start + 4 * 3600,
         curves=curves,
-        trials={tuning: trials},
+        children={tuning: trials},
         evaluations={evaluate: Evaluation(evaluate, evaluation)},
     )
 

@@ -177,7 +177,7 @@ def bench_trial_overhead(epochs: int) -> list[str]:
         for uri, blob in compiled.uploads().items():
             store.put_bytes(uri, blob)
         execution = run_tuning(root, definition, {"TuningJobs": 1, "Epochs": epochs}, store=store, until=["tune"])
-        trial = json.loads((execution.step_dir("tune") / "trials.json").read_text())[0]
+        trial = json.loads((execution.step_dir("tune") / "children.json").read_text())[0]
         trial_dir = Path(trial["Log"]).parent
         sandbox = trial_dir / "sandbox" / "opt" / "ml"
         argv = [line for line in Path(trial["Log"]).read_text().splitlines() if line.startswith("$ ")][0][2:].split()

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from pipelines.errors import UserError
 from pipelines.spec import PipelineSpec, Problem, check_pipeline
 from pipelines.spec.base import Path_, alternatives
+from pipelines.spec.pipeline import step_kinds
 from pipelines.suggest import did_you_mean
 
 
@@ -197,41 +198,41 @@ def allowed_keys(loc: Path_, data: Any) -> list[str]:
 
 def _pydantic_issue(err: Any, file: str, data: Any, pos: Positions) -> SpecIssue:
     path = pos.normalise(err["loc"])
-    kind = err["type"]
+    error = err["type"]
     ctx = err.get("ctx", {})
     value = err.get("input")
-    if kind == "extra_forbidden":
+    if error == "extra_forbidden":
         key = path[-1]
         allowed = allowed_keys(path[:-1], data)
         hint = did_you_mean(str(key), allowed)
         rule = f"unknown key '{key}'"
         fix = (hint + " " if hint else "") + (f"allowed keys: {', '.join(allowed)}" if allowed else "remove it")
-    elif kind == "missing":
+    elif error == "missing":
         rule = f"missing required key '{path[-1]}'"
         fix = f"add '{path[-1]}:'"
         path_for_pos = path[:-1]
         line, col = pos.at(path_for_pos)
         return SpecIssue(file, line, col, format_path(path), rule, fix)
-    elif kind in ("union_tag_invalid", "literal_error"):
+    elif error in ("union_tag_invalid", "literal_error"):
         expected = ctx.get("expected_tags") or ctx.get("expected", "")
         choices = re.findall(r"'([^']*)'", str(expected))
         bad = ctx.get("tag", value)
-        if kind == "union_tag_invalid":
+        if error == "union_tag_invalid":
             path = (*path, ctx.get("discriminator", "'kind'").strip("'"))
         hint = did_you_mean(str(bad), choices)
         rule = f"{bad!r} is not allowed here"
         fix = (hint + " " if hint else "") + f"choose one of {', '.join(choices)}"
-    elif kind == "union_tag_not_found":
+    elif error == "union_tag_not_found":
         rule = f"missing '{ctx.get('discriminator', 'kind').strip(chr(39))}'"
-        fix = "every step needs kind: processing, training, tuning, evaluation, register or deploy"
-    elif kind == "string_pattern_mismatch":
+        fix = f"every step needs kind: {', '.join(step_kinds())}"
+    elif error == "string_pattern_mismatch":
         rule = f"{value!r} does not match the pattern {ctx.get('pattern')}"
         fix = (
             "use letters, digits and hyphens, starting with a letter"
             if "A-Za-z" in str(ctx.get("pattern"))
             else "see the spec reference in the README"
         )
-    elif kind == "value_error":
+    elif error == "value_error":
         rule = str(ctx.get("error", err["msg"]))
         fix = "see the spec reference in the README"
     else:

@@ -21,19 +21,19 @@ def declared(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {p["Name"]: p for p in definition.get("Parameters", [])}
 
 
-def parse_value(name: str, kind: str, text: str) -> Any:
+def parse_value(name: str, declared_type: str, text: str) -> Any:
     try:
-        if kind == "Integer":
+        if declared_type == "Integer":
             return int(text)
-        if kind == "Float":
+        if declared_type == "Float":
             return float(text)
-        if kind == "Boolean":
+        if declared_type == "Boolean":
             if text.lower() not in ("true", "false"):
                 raise ValueError
             return text.lower() == "true"
         return text
     except ValueError:
-        raise ParameterError(f"parameter '{name}' is {kind}; {text!r} is not one") from None
+        raise ParameterError(f"parameter '{name}' is {declared_type}; {text!r} is not one") from None
 
 
 def parse_overrides(definition: dict[str, Any], pairs: list[str]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import compile_cache, layout
-from pipelines.cli import _compile
+from pipelines.cli import compile_spec as _compile
 from pipelines.compile_cache import CachedPipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +99,7 @@ def test_editing_a_packed_or_image_file_misses_the_cache(
 
 def test_a_cached_compile_does_not_import_the_sdk(spec_copy: Path) -> None:
     code = (
-        "import sys; from pipelines.cli import _compile; c = _compile(sys.argv[1]); "
+        "import sys; from pipelines.cli import compile_spec as _compile; c = _compile(sys.argv[1]); "
         "print(type(c).__name__, 'sagemaker' in sys.modules)"
     )
     run = lambda: subprocess.run(  # noqa: E731

@@ -721,7 +721,7 @@ def _credentials(case: Case) -> None:
 )
 def _ports(case: Case) -> None:
     from pipelines.local.runners.base import Job
-    from pipelines.local.runners.training import LOOPBACK, loopback_rendezvous
+    from pipelines.local.runners.toolkit import LOOPBACK, loopback_rendezvous
     from pipelines.local.serving import HOST
 
     script = case.tmp / "rank.py"

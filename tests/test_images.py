@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
 from pipelines import layout
-from pipelines.spec import images, scripts
+from pipelines.cli import main
+from pipelines.spec import images
 from tests.tools.engine import engine_with, processing_step
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -102,11 +102,11 @@ def test_quickstart_tunes_with_ddp_trials_and_evaluates_the_best_trials_model(
         assert len(digests) == 2 and len(set(digests)) == 1
         lr = float(summary["TunedHyperParameters"]["lr"])
         assert 0.0005 <= lr <= 0.03 and f"--lr {lr}" in log
-    trials = json.loads((run_dir / "steps" / "tune" / "trials.json").read_text())
-    assert {t["TrainingJobStatus"] for t in trials} == {"Completed"}
+    trials = json.loads((run_dir / "steps" / "tune" / "children.json").read_text())
+    assert {t["Status"] for t in trials} == {"Completed"}
     for t in trials:  # a value per epoch, then train.py's closing best_... line, which the regex also matches
         curve = t["Curves"]["val_weighted_recall"]  # (as on SageMaker): the objective is the best epoch's value
-        assert len(curve) == 3 and curve[-1] == max(curve[:2]) == t["FinalObjectiveValue"]
+        assert len(curve) == 3 and curve[-1] == max(curve[:2]) == t["Value"]
 
     # the evaluation read exactly the best trial's artifact
     best = summaries[0]["TrainingJobName"]
@@ -516,7 +516,8 @@ def test_unknown_step_types_and_parameters_are_refused_up_front(tmp_path: Path) 
 def test_the_live_table_shows_status_elapsed_and_cache_hits(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from pipelines.local.display import Display, step_table
+    from pipelines.local.progress import Progress as Display
+    from pipelines.local.progress import step_table
 
     step = processing_step("a", "ok.py", CacheConfig={"Enabled": True, "ExpireAfter": "P1D"})
     engine_with(tmp_path, {"ok.py": "print('ok')"}, [step]).run()
@@ -570,7 +571,7 @@ def test_transfer_learning_spec_runs_locally_with_weights_from_a_mounted_channel
     assert re.search(r"\] preprocess: Executing: (\d+)/\1 rows", out), out
     record = latest(root)
     run_dir = root / "executions" / record["id"]
-    curves = json.loads((run_dir / "steps" / "train" / "metrics.json").read_text())
+    [curves] = json.loads((run_dir / "steps" / "train" / "curves.json").read_text()).values()
     assert len(curves["val_acc_label"]) == 1 and len(curves["val_weighted_recall"]) == 2  # one epoch, then best_...
     assert "--feature-extract True" in (run_dir / "steps" / "train" / "log.txt").read_text()
     model_uri = json.loads((run_dir / "steps" / "train" / "result.json").read_text())["ModelArtifacts"][

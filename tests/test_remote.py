@@ -14,7 +14,8 @@ from pipelines.cli import main
 from pipelines.compiler import compile_pipeline
 from pipelines.loader import load_spec
 from pipelines.parameters import ParameterError, parse_overrides
-from pipelines.remote import Remote
+from pipelines.remote import Remote, remote_step
+from pipelines.report.view import RunView
 from pipelines.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,8 +204,13 @@ def test_success_downloads_the_model_and_the_evaluation_report(tmp_path: Path) -
         _processing_job("job-2", "s3://bucket/digits/exec/evaluate/evaluation"),
         {"ProcessingJobName": "job-2"},
     )
+    view = RunView("digits", "exec", "Succeeded", {}, {}, {})
+    fetched: list[Path] = []
     with sm:
-        fetched = remote.download_results(EXEC_ARN, tmp_path)
+        for step in remote.steps(EXEC_ARN):  # each described once by its Type's RemoteStep, then downloaded
+            job, _ = remote_step(step)
+            assert job is not None
+            fetched += remote.download(job.downloads(job.describe(remote, view, step)), tmp_path / step["StepName"])
     assert [p.relative_to(tmp_path).as_posix() for p in fetched] == ["train/model.tar.gz", "evaluate/evaluation.json"]
     assert (tmp_path / "train" / "model.tar.gz").read_bytes() == b"model"
 
@@ -313,15 +319,14 @@ def test_describe_builds_the_summary_and_report_from_the_api_downloads_and_logs(
         arn,
     )
     listing = arn | {"SortOrder": "Ascending"}
+    # the steps are listed once and each job is described once: what it downloads comes from that description
     sm.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": steps}, listing)
-    sm.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": steps}, listing)  # downloads
     sm.add_response("describe_training_job", job, {"TrainingJobName": "job-1"})
     sm.add_response(
         "describe_processing_job",
         _processing_job("job-2", "s3://bucket/digits/exec/evaluate/evaluation"),
         {"ProcessingJobName": "job-2"},
     )
-    sm.add_response("describe_training_job", job, {"TrainingJobName": "job-1"})
     with sm:
         view = remote.view(EXEC_ARN, tmp_path)
     said = summary.lines(view)
@@ -339,7 +344,7 @@ def test_describe_builds_the_summary_and_report_from_the_api_downloads_and_logs(
 
 @mock_aws
 def test_list_logs_and_stop_a_sagemaker_execution(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import pipelines.cli as cli
+    import pipelines.cli.remote as cli
 
     logs = boto3.client("logs")
     logs.create_log_group(logGroupName="/aws/sagemaker/TrainingJobs")
@@ -352,7 +357,7 @@ def test_list_logs_and_stop_a_sagemaker_execution(capsys: pytest.CaptureFixture[
             logEvents=[{"timestamp": _now_ms(), "message": f"host {host} line {i}"} for i in range(3)],
         )
     remote = Remote(SETTINGS, echo=print)
-    monkeypatch.setattr(cli, "_remote", lambda: remote)
+    monkeypatch.setattr(cli, "remote_client", lambda: remote)
     sm = Stubber(remote.sm)
     sm.add_response(
         "list_pipeline_executions",
@@ -396,10 +401,10 @@ def test_retry_calls_retry_pipeline_execution_and_a_missing_region_is_refused_be
 ) -> None:
     from botocore.stub import ANY
 
-    import pipelines.cli as cli
+    import pipelines.cli.remote as cli
 
     remote = Remote(SETTINGS, echo=print)
-    monkeypatch.setattr(cli, "_remote", lambda: remote)
+    monkeypatch.setattr(cli, "remote_client", lambda: remote)
     sm = Stubber(remote.sm)
     sm.add_response(
         "retry_pipeline_execution",

@@ -108,8 +108,8 @@ def test_the_report_holds_the_graph_timeline_curves_trials_confusion_and_thumbna
     page = _Page()
     text = (quickstart["directory"] / "report.html").read_text()
     page.feed(text)
-    assert page.sections == ["summary", "graph", "timeline", "curves", "tuning-tune", "evaluation-evaluate"]
-    assert {"timeline", "curves", "tuning-tune", "confusion-label"} <= set(page.figures)
+    assert page.sections == ["summary", "graph", "timeline", "curves", "children-tune", "evaluation-evaluate"]
+    assert {"timeline", "curves", "children-tune", "confusion-label"} <= set(page.figures)
     assert len(page.thumbs) == 32
     assert all(s.startswith("data:image/png;base64,") for s in page.sources)  # self-contained: nothing fetched
     assert "<svg" in text and "<script" not in text
@@ -178,9 +178,9 @@ def test_the_graph_has_every_step_data_and_branch_edges(tmp_path: Path) -> None:
     assert "Bayesian search (DDP)" in svg and (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
     definition = json.loads((ROOT / "tests" / "golden" / "digits.json").read_text())
     g = graph.build(definition)
-    assert g.edges["preprocess", "tune"]["kind"] == "data"
-    assert g.edges["quality-gate", "register-RegisterModel"] == {"kind": "branch", "label": "if true"}
-    assert g.edges["quality-gate", "quality-gate-failed"] == {"kind": "branch", "label": "else"}
+    assert g.edges["preprocess", "tune"]["relation"] == "data"
+    assert g.edges["quality-gate", "register-RegisterModel"] == {"relation": "branch", "label": "if true"}
+    assert g.edges["quality-gate", "quality-gate-failed"] == {"relation": "branch", "label": "else"}
     assert g.nodes["deploy"]["type"] == "Endpoint" and g.nodes["tune"]["label"] == "Bayesian search (DDP)"
     depth = graph.layers(g)
     assert depth["preprocess"] < depth["tune"] < depth["evaluate"] < depth["quality-gate"] < depth["deploy"]
@@ -193,7 +193,7 @@ def test_depends_on_edges_are_drawn_dashed() -> None:
             {"Name": "b", "Type": "Training", "Arguments": {}, "DependsOn": ["a"]},
         ]
     }
-    assert graph.build(definition).edges["a", "b"]["kind"] == "depends"
+    assert graph.build(definition).edges["a", "b"]["relation"] == "depends"
     assert b"stroke-dasharray" in graph.render(definition, "svg")
 
 
@@ -267,7 +267,7 @@ def _execution(root: Path, execution_id: str, outputs: dict[str, str], status: s
         "ended": None,
         "parameters": {},
         "failure": None,
-        "steps": {},
+        "steps": {step: {"type": "Processing", "status": "Succeeded"} for step in outputs},
     }
     for step, uri in outputs.items():
         result = {

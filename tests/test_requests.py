@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from pipelines.compiler.api import check_definition
+from pipelines.requests.model import check_definition
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = (ROOT / "config" / "digits.yaml").read_text()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from pipelines.local.records import load_execution
 from pipelines.local.runners import Job, Runner
 from pipelines.local.store import ObjectStore
 from pipelines.spec import PipelineSpec, walk_references
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # --------------------------------------------------------------------------- a toy definition Type
 
@@ -231,3 +235,157 @@ def test_a_processing_instance_type_parameter_compiles(tmp_path: Path) -> None:
     steps = json.loads((tmp_path / "d.json").read_text())["Steps"]
     prep = next(s for s in steps if s["Name"] == "prep")
     assert prep["Arguments"]["ProcessingResources"]["ClusterConfig"]["InstanceType"] == {"Get": "Parameters.Type"}
+
+
+# --------------------------------------------------------------------------- a toy kind, added as a contributor would
+
+TOY_DRIVER = r'''
+import contextlib, io, json, sys
+from pathlib import Path
+
+from pipelines.cli import main
+
+
+def run(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return {"code": code, "out": out.getvalue(), "err": err.getvalue()}
+
+
+root = "runs"
+said = {
+    "validate": run("validate", "echo.yaml"),
+    "refused": run("validate", "bad.yaml"),
+    "first": run("local", "run", "echo.yaml", "--root", root),
+    "second": run("local", "run", "echo.yaml", "Message=again", "--root", root),
+    "describe": run("local", "describe", "latest", "--root", root),
+}
+records = sorted(p.parent.name for p in Path(root, "executions").glob("*/execution.json"))
+said["outputs"] = [json.loads(Path(root, "executions", i, "steps", "say", "result.json").read_text())["Output"]
+                   for i in records]
+said["gc"] = run("local", "gc", "--keep", "1", "--root", root)
+from pipelines.local.store import ObjectStore
+store = ObjectStore(Path(root) / "s3")
+said["after_gc"] = [store.exists(uri) for uri in said["outputs"]]
+said["report"] = Path(root, "executions", records[-1], "report.html").read_text()
+
+# the remote view, through the Type's RemoteStep (SageMaker stubbed)
+import datetime
+from botocore.stub import Stubber
+from pipelines.remote import Remote
+from pipelines.report import summary
+from pipelines.settings import Settings
+
+settings = Settings(region="us-east-1", role_arn="arn:aws:iam::123456789012:role/r", default_bucket="bucket")
+remote = Remote(settings, echo=lambda _: None)
+arn = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/echo-pipeline/execution/abc"
+when = datetime.datetime(2026, 11, 30, tzinfo=datetime.UTC)
+sm = Stubber(remote.sm)
+sm.add_response("describe_pipeline_execution", {"PipelineExecutionStatus": "Succeeded", "CreationTime": when,
+                "LastModifiedTime": when}, {"PipelineExecutionArn": arn})
+sm.add_response("describe_pipeline_definition_for_execution",
+                {"PipelineDefinition": Path("build/echo-pipeline.json").read_text()}, {"PipelineExecutionArn": arn})
+sm.add_response("list_pipeline_parameters_for_execution", {"PipelineParameters": []}, {"PipelineExecutionArn": arn})
+sm.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": [
+    {"StepName": "say", "StepStatus": "Succeeded", "StartTime": when, "Metadata": {}}]},
+    {"PipelineExecutionArn": arn, "SortOrder": "Ascending"})
+sm.add_response("describe_experiment", {"ExperimentName": "toy-experiment", "Description": "hello",
+                "ExperimentArn": "arn:aws:sagemaker:us-east-1:123456789012:experiment/toy-experiment"},
+                {"ExperimentName": "toy-experiment"})
+with sm:
+    view = remote.view(arn, Path("build/remote"))
+said["remote"] = summary.lines(view)
+print(json.dumps(said))
+'''
+
+TOY_SPEC = """\
+name: echo-pipeline
+parameters:
+  Message: {type: String, default: hello}
+steps:
+  - name: say
+    kind: echo
+    message: $Message
+    experiment: toy-experiment
+"""
+
+
+def _repository_copy(destination: Path) -> Path:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in ("pipelines", "steps", "containers"):
+        shutil.copytree(ROOT / part, destination / part, ignore=ignore)
+    return destination
+
+
+def _add_toy_kind(repo: Path) -> None:
+    """What a contributor writes: the kind's modules, and one import and one entry in each layer's table."""
+    from tests import toykind
+
+    for module, target in toykind.MODULES.items():
+        shutil.copy(Path(toykind.__file__).parent / module, repo / target)
+    for table, lines in toykind.TABLES.items():
+        text = (repo / table).read_text().splitlines()
+        for anchor, line in lines:
+            text.insert(next(i for i, row in enumerate(text) if row.startswith(anchor)) + 1, line)
+        (repo / table).write_text("\n".join(text) + "\n")
+
+
+def _changed_files(repo: Path) -> dict[str, tuple[int, int]]:
+    """Every file of the copy that differs from the repository: path -> (lines added, lines removed)."""
+    import difflib
+
+    changed = {}
+    for path in sorted(repo.rglob("*")):
+        top = path.relative_to(repo).parts[0]
+        if not path.is_file() or "__pycache__" in path.parts or top not in ("pipelines", "steps", "containers"):
+            continue
+        rel = path.relative_to(repo).as_posix()
+        before = (ROOT / rel).read_text().splitlines() if (ROOT / rel).is_file() else None
+        after = path.read_text().splitlines()
+        if before != after:
+            diff = list(difflib.ndiff(before or [], after))
+            changed[rel] = (sum(d.startswith("+ ") for d in diff), sum(d.startswith("- ") for d in diff))
+    return changed
+
+
+@pytest.mark.slow
+def test_a_toy_kind_needs_only_its_own_modules_and_one_line_per_table(tmp_path: Path) -> None:
+    """A new kind, added as its own modules plus one line (and its import) in each layer's table, validates with
+    its requests checked, runs locally, shows in the summary, the report and `local describe`, keeps its outputs
+    through `local gc` and is described by the remote view; no other file is edited."""
+    import subprocess
+    import sys
+
+    from tests import toykind
+
+    repo = _repository_copy(tmp_path / "repo")
+    _add_toy_kind(repo)
+    changed = _changed_files(repo)
+    new = {rel for rel, (_, removed) in changed.items() if not (ROOT / rel).exists()}
+    assert new == set(toykind.MODULES.values())  # five modules of its own...
+    edited = {rel: counts for rel, counts in changed.items() if rel not in new}
+    assert edited == dict.fromkeys(toykind.TABLES, (2, 0))  # ...and an import and a line in each of five tables
+    assert len(changed) == 10
+
+    (repo / "echo.yaml").write_text(TOY_SPEC)
+    (repo / "bad.yaml").write_text(TOY_SPEC.replace("experiment: toy-experiment", "experiment: not_a_name!"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMP_", "AWS_"))}
+    env |= {"PYTHONPATH": str(repo), "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    (repo / "drive.py").write_text(TOY_DRIVER)
+    done = subprocess.run([sys.executable, "drive.py"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = json.loads(done.stdout.splitlines()[-1])
+
+    assert said["validate"]["code"] == 0, said["validate"]["err"]
+    refused = said["refused"]
+    assert refused["code"] == 2 and "CreateExperiment" in refused["err"], refused
+    assert "bad.yaml:8:5: steps[0].experiment" in refused["err"], refused  # at the line that set it
+    assert said["first"]["code"] == 0 and said["second"]["code"] == 0, said["first"]["err"] + said["second"]["err"]
+    assert "say: echoed 'hello' under toy-experiment" in said["first"]["out"]
+    assert "say: echoed 'again' under toy-experiment" in said["describe"]["out"]
+    assert "say: echoed &#x27;again&#x27; under toy-experiment" in said["report"]
+    assert said["gc"]["code"] == 0 and "1 execution(s), 1 output(s)" in said["gc"]["out"], said["gc"]
+    assert said["after_gc"] == [False, True]  # the removed execution's output went; the kept one's stayed
+    assert "say: echoed 'hello' under toy-experiment" in said["remote"]

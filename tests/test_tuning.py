@@ -103,7 +103,7 @@ def run(tmp_path: Path, definition: dict[str, Any]) -> Execution:
 
 
 def trials(execution: Execution) -> list[dict[str, Any]]:
-    return json.loads((execution.step_dir("tune") / "trials.json").read_text())
+    return json.loads((execution.step_dir("tune") / "children.json").read_text())
 
 
 X = {"Name": "x", "MinValue": "0.0", "MaxValue": "1.0", "ScalingType": "Linear"}
@@ -142,7 +142,7 @@ def test_the_result_lists_trials_best_first_and_the_best_model_is_the_best_trial
 def test_each_trial_is_recorded_with_its_curve_status_duration_and_log(tmp_path: Path) -> None:
     execution = run(tmp_path, tuning_definition({"ContinuousParameterRanges": [X]}, max_jobs=2))
     for t in trials(execution):
-        assert t["TrainingJobStatus"] == "Completed" and len(t["Curves"]["score"]) == 4
+        assert t["Status"] == "Completed" and len(t["Curves"]["score"]) == 4
         assert t["DurationSeconds"] > 0 and "epoch=4" in Path(t["Log"]).read_text()
         hyperparameters = json.loads(
             (Path(t["Log"]).parent / "sandbox/opt/ml/input/config/hyperparameters.json").read_text()
@@ -203,9 +203,9 @@ def test_integer_and_categorical_values_reach_the_script_as_sagemaker_passes_the
     execution = run(tmp_path, definition)
     assert execution.status == "Succeeded"
     for t in trials(execution):
-        assert t["TrainingJobStatus"] == "Completed", t["FailureReason"]
-        assert t["TunedHyperParameters"]["n"] in {"1", "2", "3", "4", "5"}
-        assert t["TunedHyperParameters"]["mode"] in {"a", "b", "c"}
+        assert t["Status"] == "Completed", t["FailureReason"]
+        assert t["Parameters"]["n"] in {"1", "2", "3", "4", "5"}
+        assert t["Parameters"]["mode"] in {"a", "b", "c"}
     log = (execution.step_dir("tune") / "log.txt").read_text()
     assert "Gaussian-process sampler" in log and "ScalingType Auto is searched on a linear scale" in log
 
@@ -222,7 +222,7 @@ def test_grid_search_runs_every_combination_once(tmp_path: Path) -> None:
         max_jobs=10,
     )
     execution = run(tmp_path, definition)
-    combos = {(t["TunedHyperParameters"]["mode"], t["TunedHyperParameters"]["x"]) for t in trials(execution)}
+    combos = {(t["Parameters"]["mode"], t["Parameters"]["x"]) for t in trials(execution)}
     assert len(trials(execution)) == 4 and combos == {("a", "0.2"), ("a", "0.7"), ("b", "0.2"), ("b", "0.7")}
 
 
@@ -243,12 +243,12 @@ def test_a_clearly_bad_trial_is_stopped_before_its_last_epoch(
     execution = run(tmp_path, definition)
     assert execution.status == "Succeeded"
     recorded = trials(execution)
-    stopped = [t for t in recorded if t["TrainingJobStatus"] == "Stopped"]
-    assert stopped, [(t["TunedHyperParameters"], t["TrainingJobStatus"]) for t in recorded]
-    best = max(float(t["TunedHyperParameters"]["x"]) for t in recorded)
+    stopped = [t for t in recorded if t["Status"] == "Stopped"]
+    assert stopped, [(t["Parameters"], t["Status"]) for t in recorded]
+    best = max(float(t["Parameters"]["x"]) for t in recorded)
     for t in stopped:
         assert len(t["Curves"]["score"]) < 6  # fewer epochs than it was given
-        assert float(t["TunedHyperParameters"]["x"]) < best
+        assert float(t["Parameters"]["x"]) < best
         assert "stopped early" in Path(t["Log"]).read_text()
     result = execution.states["tune"].result
     assert result is not None and result["TrainingJobStatusCounters"]["Stopped"] == len(stopped)
@@ -279,7 +279,7 @@ def test_the_median_rule_compares_with_running_averages_of_earlier_trials_at_the
 def test_a_failing_trial_does_not_end_the_search(tmp_path: Path) -> None:
     definition = tuning_definition({"ContinuousParameterRanges": [X]}, max_jobs=6, static={"fail-below": "0.5"})
     execution = run(tmp_path, definition)
-    statuses = [t["TrainingJobStatus"] for t in trials(execution)]
+    statuses = [t["Status"] for t in trials(execution)]
     assert execution.status == "Succeeded" and len(statuses) == 6
     assert "Failed" in statuses and "Completed" in statuses
     result = execution.states["tune"].result
@@ -310,7 +310,7 @@ def test_stopping_the_execution_stops_every_running_trial(tmp_path: Path) -> Non
     threading.Timer(2.0, execution.stop).start()
     assert execution.run() == "Stopped"
     assert execution.states["tune"].status == "Stopped"
-    recorded = trials(execution) if (execution.step_dir("tune") / "trials.json").exists() else []
+    recorded = trials(execution) if (execution.step_dir("tune") / "children.json").exists() else []
     assert len(recorded) <= 2  # nothing new started once stopping
-    assert all(t["TrainingJobStatus"] == "Stopped" for t in recorded)
+    assert all(t["Status"] == "Stopped" for t in recorded)
     assert not execution.processes  # every trial's process group is gone

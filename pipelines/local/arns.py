@@ -4,5 +4,5 @@ REGION = "local"
 ACCOUNT = "000000000000"
 
 
-def arn(kind: str, name: str) -> str:
-    return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{kind}/{name}"
+def arn(resource: str, name: str) -> str:
+    return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{resource}/{name}"

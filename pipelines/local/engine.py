@@ -32,6 +32,7 @@ from pipelines.local.records import this_engine, write_record
 from pipelines.local.runners import RUNNERS, Job, StepFailed
 from pipelines.local.store import ObjectStore
 from pipelines.parameters import ParameterError, resolve
+from pipelines.report.outcomes import outcome
 from pipelines.suggest import did_you_mean
 
 
@@ -156,7 +157,7 @@ class LocalOptions:
 class Execution:
     """One local run of a definition. `run` returns the final status; the record is on disk throughout."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - where, what, its values, its store, how, who watches, what it retries
         self,
         root: Path,
         definition: dict[str, Any],
@@ -464,7 +465,8 @@ class Execution:
             )
             break
         if key is not None:
-            self.cache.put(key, result, runner.outputs(result), self.id, runner.input_uris(args))
+            # what the result published (its Type's Outcome says): a later hit needs it still there
+            self.cache.put(key, result, outcome(state.type).published(result), self.id, runner.input_uris(args))
         self._complete(state, directory, result, cache_hit=False)
 
     def _job_name(self, state: StepState, number: int) -> str:

@@ -131,16 +131,16 @@ class Resolver:
         return files[match.group(2)]
 
     def condition(self, cond: dict[str, Any]) -> bool:
-        kind = cond["Type"]
-        if kind == "Not":
+        condition_type = cond["Type"]
+        if condition_type == "Not":
             return not self.condition(cond["Condition"])
-        if kind == "Or":
+        if condition_type == "Or":
             return any(self.condition(c) for c in cond["Conditions"])
-        if kind == "In":
+        if condition_type == "In":
             query = self(cond["QueryValue"])
             return any(_equal(query, self(v)) for v in cond["Values"])
         left, right = self(cond["LeftValue"]), self(cond["RightValue"])
-        if kind == "Equals":
+        if condition_type == "Equals":
             return _equal(left, right)
         compare = {
             "GreaterThan": lambda a, b: a > b,
@@ -148,12 +148,12 @@ class Resolver:
             "LessThan": lambda a, b: a < b,
             "LessThanOrEqualTo": lambda a, b: a <= b,
         }
-        if kind not in compare:
-            raise ExpressionError(f"unknown condition type {kind!r}")
+        if condition_type not in compare:
+            raise ExpressionError(f"unknown condition type {condition_type!r}")
         try:
-            return bool(compare[kind](_number(left), _number(right)))
+            return bool(compare[condition_type](_number(left), _number(right)))
         except ValueError as exc:
-            raise ExpressionError(f"{kind}: cannot compare {left!r} with {right!r}") from exc
+            raise ExpressionError(f"{condition_type}: cannot compare {left!r} with {right!r}") from exc
 
 
 def _number(value: Any) -> float:

@@ -3,9 +3,9 @@
 An execution goes when it is beyond the newest ``keep`` or older than ``older_than`` (both when both
 are given), unless it is still running. With it go its directory (records, logs, job sandboxes) and the
 outputs its steps published in the local object store, except any output that something kept still
-reads: a kept execution's results (a cache hit reuses an older run's outputs), a cache entry, a
-registered model package, a local model or endpoint configuration. Mounted buckets (the user's data)
-are never touched.
+reads: what a kept execution's results published (a cache hit reuses an older run's outputs), a cache
+entry, a registered model package, a local model or endpoint configuration. What a result published is its
+Type's `Outcome.published`. Mounted buckets (the user's data) are never touched.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 from pipelines.local.records import list_executions
 from pipelines.local.store import ObjectStore, StoreError
+from pipelines.report.outcomes import outcome
 from pipelines.report.view import seconds
 
 
@@ -49,24 +50,16 @@ def _json(path: Path) -> Any:
         return None
 
 
-def published(result: dict[str, Any]) -> Iterator[str]:
-    """The outputs a step's result says it wrote (never its inputs)."""
-    for output in result.get("ProcessingOutputConfig", {}).get("Outputs", []):
-        yield output["S3Output"]["S3Uri"]
-    for holder in (result, result.get("BestTrainingJob", {})):
-        artifact = holder.get("ModelArtifacts", {}).get("S3ModelArtifacts")
-        if artifact:
-            yield artifact.rsplit("/", 1)[0] + "/"  # the job's output prefix: model.tar.gz and output.tar.gz
-
-
 FIGURES = Path("cache") / "figures"  # the reports' drawn figures, kept by content (`report.html._memo`)
 
 
-def _results(directory: Path) -> Iterator[dict[str, Any]]:
-    for path in sorted(directory.glob("steps/*/result.json")) + sorted(directory.glob("steps/*/trials/*/result.json")):
-        result = _json(path)
+def _published(root: Path, record: dict[str, Any]) -> Iterator[str]:
+    """Every location an execution's steps published, as each step's Type's `Outcome` reads its result."""
+    directory = root / "executions" / record["id"]
+    for name, step in record.get("steps", {}).items():
+        result = _json(directory / "steps" / name / "result.json")
         if isinstance(result, dict):
-            yield result
+            yield from outcome(step.get("type", "")).published(result)
 
 
 def _size(path: Path) -> int:
@@ -89,10 +82,10 @@ def plan(root: Path, store: ObjectStore, keep: int | None, older_than_days: floa
     live: set[str] = set()
     for record in records:
         if record["id"] not in doomed:
-            for result in _results(root / "executions" / record["id"]):
-                live |= set(_uris(result))
-    for path in (root / "cache").glob("*.json"):
-        live |= set(_uris(_json(path)))
+            live |= set(_published(root, record))
+    for path in (root / "cache").glob("*.json"):  # what a cache hit would serve
+        entry = _json(path)
+        live |= set(entry.get("outputs", [])) if isinstance(entry, dict) else set()
     for folder in ("models", "endpoint-configs", "endpoints"):
         for path in (root / folder).rglob("*.json") if (root / folder).exists() else []:
             live |= set(_uris(_json(path)))
@@ -103,21 +96,21 @@ def plan(root: Path, store: ObjectStore, keep: int | None, older_than_days: floa
     out = Plan(executions=doomed)
     if doomed and (root / FIGURES).exists():  # drawn report figures: drawn again when a report needs them
         out.bytes += _size(root / FIGURES)
+    by_id = {record["id"]: record for record in records}
     for execution_id in doomed:
         directory = root / "executions" / execution_id
         out.bytes += _size(directory)
-        for result in _results(directory):
-            for uri in published(result):
-                if any(uri.startswith(u) or u.startswith(uri) for u in live):
-                    out.kept_outputs.append(uri)
-                    continue
-                try:
-                    path = store.path(uri)
-                except StoreError:
-                    continue
-                if path.exists() and path.is_relative_to(store.root) and uri not in out.outputs:
-                    out.outputs.append(uri)
-                    out.bytes += _size(path)
+        for uri in dict.fromkeys(_published(root, by_id[execution_id])):
+            if any(uri.startswith(u) or u.startswith(uri) for u in live):
+                out.kept_outputs.append(uri)
+                continue
+            try:
+                path = store.path(uri)
+            except StoreError:
+                continue
+            if path.exists() and path.is_relative_to(store.root) and uri not in out.outputs:
+                out.outputs.append(uri)
+                out.bytes += _size(path)
     return out
 
 

@@ -72,7 +72,7 @@ class LocalRegistry:
 
     # ----------------------------------------------------------------- writing
 
-    def register(
+    def register(  # noqa: PLR0913 - the members of CreateModelPackage a registration records
         self,
         group: str,
         inference_specification: dict[str, Any],

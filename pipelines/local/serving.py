@@ -275,37 +275,32 @@ def unpack_model(archive: Path, into: Path) -> Path:
     return into
 
 
-def deploy(
-    root: Path,
-    name: str,
-    archive: Path,
-    endpoint_config: str,
-    data_capture: dict[str, Any] | None = None,
-    store_root: Path | None = None,
-    mounts: dict[str, str] | None = None,
-    log: Callable[[str], None] = print,
-    timeout: float = 120.0,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Capture:
+    """Where a deployed endpoint's data capture writes: the endpoint configuration's DataCaptureConfig and the
+    local object store (its root and the buckets mounted from directories)."""
+
+    config: dict[str, Any]
+    store_root: str
+    mounts: dict[str, str]
+
+
+DEPLOY_TIMEOUT = 120.0  # seconds a deploy waits for the server to serve the new model
+
+
+def deploy(root: Path, name: str, archive: Path, endpoint_config: str, capture: Capture | None = None,
+           log: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
     """Serve ``archive`` as endpoint ``name``: start it, or swap the model of the one running. Two runs
     deploying one endpoint at once take turns (a file lock per endpoint): one starts it, the other swaps."""
     from filelock import FileLock
 
     endpoints_dir(root).mkdir(parents=True, exist_ok=True)
-    with FileLock(endpoints_dir(root) / f".{name}.lock", timeout=timeout):
-        return _deploy(root, name, archive, endpoint_config, data_capture, store_root, mounts, log, timeout)
+    with FileLock(endpoints_dir(root) / f".{name}.lock", timeout=DEPLOY_TIMEOUT):
+        return _deploy(root, name, archive, endpoint_config, capture, log)
 
 
-def _deploy(
-    root: Path,
-    name: str,
-    archive: Path,
-    endpoint_config: str,
-    data_capture: dict[str, Any] | None,
-    store_root: Path | None,
-    mounts: dict[str, str] | None,
-    log: Callable[[str], None],
-    timeout: float,
-) -> dict[str, Any]:
+def _deploy(root: Path, name: str, archive: Path, endpoint_config: str, capture: Capture | None,
+            log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
     directory = endpoints_dir(root) / name
     model_dir = unpack_model(archive, directory / "models" / endpoint_config)
     directory.mkdir(parents=True, exist_ok=True)
@@ -315,9 +310,9 @@ def _deploy(
         "name": name,
         "model_dir": str(model_dir),
         "endpoint_config": endpoint_config,
-        "data_capture": data_capture if data_capture and data_capture.get("EnableCapture") else None,
-        "store_root": str(store_root) if store_root else None,
-        "mounts": mounts or {},
+        "data_capture": capture.config if capture and capture.config.get("EnableCapture") else None,
+        "store_root": capture.store_root if capture else None,
+        "mounts": capture.mounts if capture else {},
         "port": int(previous["port"]) if running and previous else _free_port(),
         "pid": int(previous["pid"]) if running and previous else 0,
         "created": previous["created"] if running and previous else datetime.now(UTC).isoformat(),
@@ -338,7 +333,7 @@ def _deploy(
         state["pid"] = proc.pid
         _write_state(directory, state)
         log(f"endpoint {name}: starting {endpoint_config} on http://{HOST}:{state['port']} (pid {proc.pid})")
-    deadline = time.time() + timeout
+    deadline = time.time() + DEPLOY_TIMEOUT
     while time.time() < deadline:
         if ping(int(state["port"])) == endpoint_config:
             return state
@@ -376,7 +371,7 @@ def stop(root: Path, name: str, timeout: float = 10.0) -> bool:
         return False
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
-    deadline = time.time() + timeout
+    deadline = time.time() + DEPLOY_TIMEOUT
     while time.time() < deadline and _alive(pid):
         time.sleep(0.1)
     if _alive(pid):

@@ -1,5 +1,6 @@
-"""A local execution as a `RunView`: the record, the definition, each step's result, the curves its
-training jobs printed, the tuning trials and the evaluation files, read from the run root."""
+"""A local execution as a `RunView`: the record, the definition, each step's result, the curves its jobs
+printed, the jobs a step ran on its own (tuning trials) and the evaluation files, read from the run root.
+What a result holds (its model, its reports) is asked of its Type's `Outcome`."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import Any
 
 from pipelines.definition import find_step
 from pipelines.local.records import load_execution
-from pipelines.local.runners.training import METRICS_FILE
+from pipelines.local.runners.base import CHILDREN_FILE, CURVES_FILE
 from pipelines.local.store import ObjectStore, StoreError
-from pipelines.report.summary import model_artifact
+from pipelines.report.outcomes import outcome
 from pipelines.report.view import Evaluation, RunView, StepView, seconds
 
 REPORT = "report.html"
@@ -47,20 +48,17 @@ def load_view(root: Path, execution_id: str, store: ObjectStore | None = None) -
             cache_note=summary.get("cache_note"),
         )  # fmt: skip
         view.steps[name] = step
-        curves = _json(step_dir / METRICS_FILE)
-        if curves:
-            view.curves[step.result.get("TrainingJobName", name)] = curves
-        trials = _json(step_dir / "trials.json")
-        if trials:
-            view.trials[name] = trials
-            for trial in trials:
-                if trial.get("Curves"):
-                    view.curves[trial["TrainingJobName"]] = trial["Curves"]
-        artifact = model_artifact(step.result)
+        view.curves |= _json(step_dir / CURVES_FILE) or {}
+        children = _json(step_dir / CHILDREN_FILE)
+        if children:
+            view.children[name] = children
+            view.curves |= {child["Name"]: child["Curves"] for child in children if child.get("Curves")}
+        shown = outcome(step.type)
+        artifact = shown.model_artifact(step.result)
         if artifact:
             view.artifacts[name] = {"uri": artifact, "path": _shown(_local(store, artifact))}
-        for output in step.result.get("ProcessingOutputConfig", {}).get("Outputs", []):
-            path = _local(store, output.get("S3Output", {}).get("S3Uri", ""))
+        for uri in shown.report_uris(step.result):
+            path = _local(store, uri)
             if path and (path / "evaluation.json").is_file():
                 view.evaluations[name] = Evaluation(name, path)
     if (directory / REPORT).exists():

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 from pipelines.errors import UserError
 from pipelines.parameters import as_api_value
-from pipelines.remote.jobs import JOBS, trials
+from pipelines.remote.jobs import RemoteStep, by_metadata
 from pipelines.settings import PLACEHOLDER_BUCKET, Settings
 
 TERMINAL = ("Succeeded", "Failed", "Stopped")
@@ -157,12 +157,11 @@ class Remote:
             if step["StepStatus"] != "Failed":
                 continue
             lines.append(f"step '{step['StepName']}' failed: {step.get('FailureReason', 'no reason given')}")
-            job_type, job_name = job_of(step)
-            kind = JOBS.get(job_type or "")
-            if kind is None or not job_name:
+            job, name = remote_step(step)
+            if job is None or not name or not job.log_group:
                 continue
-            for log_job in kind.log_jobs(self.sm, job_name):
-                for stream, events in self.log_tails(kind.log_group, log_job, tail):
+            for log_job in job.log_jobs(self.sm, name, failed_only=True):
+                for stream, events in self.log_tails(job.log_group, log_job, tail):
                     lines.append(f"--- {stream} (last {len(events)} lines)")
                     lines += [f"    {e}" for e in events]
         return lines
@@ -184,20 +183,11 @@ class Remote:
 
     # ----------------------------------------------------------------- success: fetch results
 
-    def download_results(self, execution_arn: str, into: Path) -> list[Path]:
-        """What each finished step leaves for the user (model artifacts, evaluation reports), per `JOBS`."""
-        into.mkdir(parents=True, exist_ok=True)
-        fetched: list[Path] = []
-        for step in self.steps(execution_arn):
-            job_type, job_name = job_of(step)
-            kind = JOBS.get(job_type or "")
-            if kind is None or not job_name:
-                continue
-            for file_name, uri in kind.results(self.sm, job_name).items():
-                path = self._download(uri, into / step["StepName"] / file_name)
-                if path is not None:
-                    fetched.append(path)
-        return fetched
+    def download(self, files: dict[str, str], into: Path) -> list[Path]:
+        """Each ``file name -> S3 URI`` into ``into`` (what a finished step leaves for the user, per its Type's
+        `RemoteStep.downloads`); a missing object is skipped."""
+        fetched = [self._download(uri, into / name) for name, uri in files.items()]
+        return [path for path in fetched if path is not None]
 
     def _download(self, uri: str, path: Path) -> Path | None:
         """The object at ``path``; None when there is no such object (an older evaluate.py wrote fewer files)."""
@@ -230,19 +220,17 @@ class Remote:
 
             hint = did_you_mean(step_name, steps)
             raise RemoteError(f"the execution has no step '{step_name}'" + (f"; {hint}" if hint else ""))
-        job_type, job_name = job_of(steps[step_name])
-        kind = JOBS.get(job_type or "")
-        if kind is None or not job_name:
+        job, job_name = remote_step(steps[step_name])
+        if job is None or not job_name or not job.log_group:
             return [f"step '{step_name}' ran no job with logs (status {steps[step_name]['StepStatus']})"]
         lines: list[str] = []
-        jobs = [t["TrainingJobName"] for t in trials(self.sm, job_name)] if job_type == "TuningJob" else [job_name]
-        for log_job in jobs:
-            for stream in list(self.log_streams(kind.log_group, log_job)):
+        for log_job in job.log_jobs(self.sm, job_name):
+            for stream in list(self.log_streams(job.log_group, log_job)):
                 lines.append(f"--- {stream}")
                 if tail:
-                    lines += self.log_tails_of(kind.log_group, stream, tail)
+                    lines += self.log_tails_of(job.log_group, stream, tail)
                 else:
-                    lines += self.log_events(kind.log_group, stream)
+                    lines += self.log_events(job.log_group, stream)
         return lines
 
     def log_events(self, group: str, stream: str, limit: int = 100_000) -> list[str]:
@@ -281,9 +269,9 @@ class Remote:
         return build_view(self, execution_arn, into)
 
 
-def job_of(step: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(job type, job name) from a step's metadata, e.g. ('TrainingJob', 'pipelines-abc-train-xyz')."""
-    for job_type, meta in step.get("Metadata", {}).items():
-        if isinstance(meta, dict) and "Arn" in meta:
-            return job_type, meta["Arn"].rsplit("/", 1)[-1]
-    return None, None
+def remote_step(step: dict[str, Any]) -> tuple[RemoteStep | None, str | None]:
+    """(the `RemoteStep` of a ListPipelineExecutionSteps entry's Type, the name of the job it made)."""
+    found = by_metadata(step)
+    if found is None:
+        return None, None
+    return found[1], found[1].job_name(step)

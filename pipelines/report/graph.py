@@ -1,4 +1,4 @@
-"""The compiled definition drawn as Studio draws it: steps by display name and kind, data edges, ``DependsOn``
+"""The compiled definition drawn as Studio draws it: steps by display name and Type, data edges, ``DependsOn``
 edges (dashed) and a condition's if/else branches, laid out by networkx's layered (multipartite) layout
 and drawn with matplotlib, as SVG and PNG."""
 
@@ -11,18 +11,17 @@ from typing import Any
 import networkx as nx
 
 from pipelines.definition import BRANCHES, all_steps, references
+from pipelines.report.outcomes import outcome
 
 LABELS = {"IfSteps": "if true", "ElseSteps": "else"}
 STATUS_COLORS = {
     "Succeeded": "#c8e6c9", "Failed": "#ffcdd2", "Stopped": "#ffcdd2", "Executing": "#fff9c4",
     "Starting": "#fff9c4", "Skipped": "#eeeeee", "NotRun": "#eeeeee", "Pending": "#eeeeee",
 }  # fmt: skip
-TYPE_COLORS = {"Processing": "#e3f2fd", "Training": "#ede7f6", "Tuning": "#ede7f6", "Condition": "#fff3e0",
-               "Fail": "#ffebee", "RegisterModel": "#e8f5e9", "Model": "#e0f2f1"}  # fmt: skip
 
 
 def build(definition: dict[str, Any]) -> nx.DiGraph:
-    """Nodes: steps (display name, Type). Edges: kind ``data``, ``depends`` or ``branch`` (label if/else)."""
+    """Nodes: steps (display name, Type). Edges: relation ``data``, ``depends`` or ``branch`` (label if/else)."""
     graph = nx.DiGraph()
     nested: list[tuple[str, str, str]] = []
     for step, parent, branch in all_steps(definition):
@@ -33,12 +32,12 @@ def build(definition: dict[str, Any]) -> nx.DiGraph:
         name = step["Name"]
         for source in references(step.get("Arguments", {}), frozenset(BRANCHES)) - {name}:
             if source in graph:
-                graph.add_edge(source, name, kind="data")
+                graph.add_edge(source, name, relation="data")
         for source in step.get("DependsOn", []):
             if source in graph and not graph.has_edge(source, name):
-                graph.add_edge(source, name, kind="depends")
+                graph.add_edge(source, name, relation="depends")
     for parent, child, branch in nested:
-        graph.add_edge(parent, child, kind="branch", label=LABELS[branch])
+        graph.add_edge(parent, child, relation="branch", label=LABELS[branch])
     return graph
 
 
@@ -68,14 +67,14 @@ def figure(definition: dict[str, Any], statuses: dict[str, str] | None = None, t
     boxes = {}
     for node, data in graph.nodes(data=True):
         status = (statuses or {}).get(node)
-        color = STATUS_COLORS.get(status or "", TYPE_COLORS.get(data["type"], "#f5f5f5"))
+        color = STATUS_COLORS.get(status or "", outcome(data["type"]).color)
         text = f"{data['label']}\n{data['type']}" + (f" · {status}" if status else "")
         boxes[node] = ax.text(
             pos[node][0], pos[node][1], text, ha="center", va="center", fontsize=8, zorder=3,
             bbox={"boxstyle": "round,pad=0.5", "facecolor": color, "edgecolor": "#555555"},
         )  # fmt: skip
     for u, v, data in graph.edges(data=True):
-        style = {"data": "solid", "depends": "dashed", "branch": "solid"}[data["kind"]]
+        style = {"data": "solid", "depends": "dashed", "branch": "solid"}[data["relation"]]
         color = {"if true": "#2e7d32", "else": "#c62828"}.get(data.get("label", ""), "#555555")
         ax.annotate(
             "", xy=pos[v], xytext=pos[u], zorder=2,

@@ -22,9 +22,11 @@ import numpy as np
 
 from pipelines.files import write_atomic
 from pipelines.report import graph
-from pipelines.report.summary import failure_lines
+from pipelines.report.outcomes import outcome
+from pipelines.report.outcomes.base import is_number
+from pipelines.report.summary import comparisons, failure_lines
 from pipelines.report.summary import lines as summary_lines
-from pipelines.report.view import Evaluation, RunView, gate_checks, seconds
+from pipelines.report.view import Evaluation, RunView, seconds
 
 MATRIX_LIMIT = 30  # heads with more classes get their most confused pairs instead of a grid
 CONFUSED_PAIRS = 15
@@ -112,7 +114,8 @@ def _text(value: Any) -> str:
 
 
 def timeline(view: RunView) -> str:
-    """Steps (and tuning trials) as bars over time; cache hits hatched, failed attempts red, retries marked."""
+    """Steps (and the jobs they ran, e.g. tuning trials) as bars over time; cache hits hatched, failed attempts
+    red, retries marked."""
     rows: list[tuple[str, float, float, str, str]] = []  # label, start, end, color, hatch
     origin = view.started or min((s.started for s in view.steps.values() if s.started), default=0.0)
     for name, step in view.steps.items():
@@ -132,13 +135,11 @@ def timeline(view: RunView) -> str:
         else:
             color = {"Succeeded": "#a5d6a7", "Failed": "#ef9a9a", "Stopped": "#ef9a9a"}.get(step.status, "#e0e0e0")
             rows.append((name, step.started, end, color, ""))
-        for trial in view.trials.get(name, []):
-            start, stop = seconds(trial.get("Started")), seconds(trial.get("Ended"))
+        for child in view.children.get(name, []):
+            start, stop = seconds(child.get("Started")), seconds(child.get("Ended"))
             if start is not None:
-                color = {"Completed": "#ce93d8", "Stopped": "#ffcc80"}.get(
-                    str(trial.get("TrainingJobStatus")), "#ef9a9a"
-                )
-                rows.append(("  " + trial["TrainingJobName"], start, stop or start, color, ""))
+                color = {"Completed": "#ce93d8", "Stopped": "#ffcc80"}.get(str(child.get("Status")), "#ef9a9a")
+                rows.append(("  " + str(child["Name"]), start, stop or start, color, ""))
     if not rows:
         return "<p>No step ran.</p>"
     # bars as HTML, not a drawing: a timeline differs in every run, and matplotlib's import alone costs more
@@ -155,7 +156,8 @@ def timeline(view: RunView) -> str:
             f'<td class="bar-seconds">{end - start:.1f}s</td></tr>'
         )
     legend = (
-        "green: succeeded, red: failed attempt, hatched blue: cache hit, purple: tuning trial, orange: stopped early"
+        "green: succeeded, red: failed attempt, hatched blue: cache hit, purple: a job a step ran (a tuning "
+        "trial), orange: stopped early"
     )
     return (
         f'<table class="timeline" data-figure="timeline" aria-label="timeline of steps">{"".join(bars)}'
@@ -193,28 +195,30 @@ def _curves(view: RunView) -> str:
     return _png(fig, "curves", "per-epoch metrics")
 
 
-def tuning(view: RunView, step: str) -> str:
-    return _memo(_material("tuning", step, view.trials[step]), lambda: _tuning(view, step))
+def children(view: RunView, step: str) -> str:
+    return _memo(_material("children", step, view.children[step]), lambda: _children(view, step))
 
 
-def _tuning(view: RunView, step: str) -> str:
-    trials = view.trials[step]
-    metric = trials[0].get("ObjectiveMetric", "objective") if trials else "objective"
-    tuned = list(dict.fromkeys(k for t in trials for k in t.get("TunedHyperParameters", {})))
+def _children(view: RunView, step: str) -> str:
+    """The jobs a step ran (a tuning job's training jobs): a table, and their metric against each parameter."""
+    records = view.children[step]
+    label = outcome(view.steps[step].type).child_label if step in view.steps else "job"
+    metric = records[0].get("Metric", "objective") if records else "objective"
+    tuned = list(dict.fromkeys(k for t in records for k in t.get("Parameters", {})))
     rows = [
-        [t["TrainingJobName"], t.get("TrainingJobStatus"), t.get("FinalObjectiveValue"), *[
-            t.get("TunedHyperParameters", {}).get(k) for k in tuned], t.get("DurationSeconds")]
-        for t in trials
+        [t["Name"], t.get("Status"), t.get("Value"), *[t.get("Parameters", {}).get(k) for k in tuned],
+         t.get("DurationSeconds")]
+        for t in records
     ]  # fmt: skip
-    out = _table(["training job", "status", metric, *tuned, "seconds"], rows, "trials")
-    done = [t for t in trials if t.get("FinalObjectiveValue") is not None]
-    numeric = [k for k in tuned if all(_is_number(t["TunedHyperParameters"].get(k)) for t in done)]
+    out = _table([label, "status", metric, *tuned, "seconds"], rows, "children")
+    done = [t for t in records if t.get("Value") is not None]
+    numeric = [k for k in tuned if all(is_number(t["Parameters"].get(k)) for t in done)]
     if done and tuned:
         plt = _pyplot()
         fig, axes = plt.subplots(1, len(tuned), figsize=(3.6 * len(tuned), 3.0), squeeze=False)
-        y = [t["FinalObjectiveValue"] for t in done]
+        y = [t["Value"] for t in done]
         for ax, name in zip(axes.flat, tuned, strict=True):
-            values = [t["TunedHyperParameters"].get(name) for t in done]
+            values = [t["Parameters"].get(name) for t in done]
             if name in numeric:
                 numbers = [float(v) for v in values]
                 ax.scatter(numbers, y, c=range(len(done)), cmap="viridis", edgecolors="#333333")
@@ -226,8 +230,8 @@ def _tuning(view: RunView, step: str) -> str:
             ax.set_ylabel(metric, fontsize=8)
             ax.grid(alpha=0.3)
         fig.tight_layout()
-        out += _png(fig, f"tuning-{step}", f"{metric} against each hyperparameter") + (
-            "<p><small>colour: the order the trials started (dark first)</small></p>"
+        out += _png(fig, f"children-{step}", f"{metric} against each parameter") + (
+            f"<p><small>colour: the order the {html.escape(label)}s started (dark first)</small></p>"
         )
     return out
 
@@ -299,7 +303,7 @@ def _thumbnails(worst: dict[str, np.ndarray]) -> str:
 
 def evaluation(view: RunView, step: str, evaluation: Evaluation) -> str:
     out = _table(["metric", "value"], [[k, v] for k, v in evaluation.metrics.items()], "metrics")
-    for check in gate_checks(view):
+    for check in comparisons(view):
         if step in check["reads"]:  # a comparison of this evaluation's report
             verdict = "passed" if check["outcome"] else "not passed"
             out += (f'<p>Gate <b>{html.escape(check["display"])}</b>: {html.escape(check["left"])} = '
@@ -356,9 +360,13 @@ def render(view: RunView) -> str:
     ]
     if view.curves:
         parts.append(f'<section id="curves"><h2>Training curves</h2>{curves(view)}</section>')
-    for step in view.trials:
-        parts.append(f'<section id="tuning-{html.escape(step)}"><h2>Tuning: {html.escape(step)}</h2>'
-                     f"{tuning(view, step)}</section>")  # fmt: skip
+    for step in view.children:
+        title = outcome(view.steps[step].type).children_title if step in view.steps else "Jobs"
+        parts.append(f'<section id="children-{html.escape(step)}"><h2>{html.escape(title)}: {html.escape(step)}</h2>'
+                     f"{children(view, step)}</section>")  # fmt: skip
+    for name, step_view in view.steps.items():
+        for anchor, title, body in outcome(step_view.type).sections(name, step_view, view):
+            parts.append(f'<section id="{html.escape(anchor)}"><h2>{html.escape(title)}</h2>{body}</section>')
     for step, found in view.evaluations.items():
         parts.append(f'<section id="evaluation-{html.escape(step)}"><h2>Evaluation: {html.escape(step)}</h2>'
                      f"{evaluation(view, step, found)}</section>")  # fmt: skip
@@ -379,11 +387,3 @@ def write_report(view: RunView, path: Path, figures: Path | None = None) -> Path
     finally:
         _FIGURES.clear()
     return path
-
-
-def _is_number(value: Any) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True

@@ -16,11 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.definition import find_step
-
 EVALUATION_FILES = ("evaluation.json", "confusion_matrices.json", "predictions.csv", "worst_images.npz")
-COMPARISONS = {"GreaterThan": ">", "GreaterThanOrEqualTo": ">=", "LessThan": "<", "LessThanOrEqualTo": "<=",
-               "Equals": "=="}  # fmt: skip
 
 
 def seconds(value: Any) -> float | None:
@@ -105,7 +101,8 @@ class RunView:
     ended: float | None = None
     failure: dict[str, Any] | None = None  # {step, reason, log, excerpt}
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # job -> metric -> values
-    trials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # tuning step -> trial records
+    # step -> the jobs it ran on its own (a tuning job's training jobs), one `child_record` each
+    children: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
     artifacts: dict[str, dict[str, str]] = field(default_factory=dict)  # step -> {uri, path}
     report: Path | None = None
@@ -119,51 +116,17 @@ class RunView:
         return self.steps[step].display_name or step if step in self.steps else step
 
 
-def property_file_step(expression: Any) -> str | None:
-    """The step whose property file a ``Std:JsonGet`` operand reads (``evaluate``), else None."""
-    spec = expression.get("Std:JsonGet") if isinstance(expression, dict) else None
-    source = spec.get("PropertyFile") if isinstance(spec, dict) else None
-    reference = str(source.get("Get", "")) if isinstance(source, dict) else ""
-    return reference.split(".")[1] if reference.startswith("Steps.") else None
-
-
-def describe_value(expression: Any) -> str:
-    """A condition operand as people read it: ``evaluate weighted_recall``, ``AccuracyThreshold``, ``0.8``."""
-    if isinstance(expression, dict):
-        if "Get" in expression:
-            reference = str(expression["Get"])
-            if reference.startswith("Steps."):
-                return " ".join(reference.split(".", 2)[1:])
-            return reference.removeprefix("Parameters.").removeprefix("Execution.")
-        if "Std:JsonGet" in expression:
-            path = expression["Std:JsonGet"]["Path"].removeprefix("metrics.").removesuffix(".value")
-            return f"{property_file_step(expression) or 'file'} {path}"
-    return expression if isinstance(expression, str) else json.dumps(expression)
-
-
-def is_literal(expression: Any) -> bool:
-    return not isinstance(expression, dict)
-
-
-def gate_checks(view: RunView) -> list[dict[str, Any]]:
-    """Each comparison a condition step made: what was compared, the values, and the verdict."""
-    out = []
-    for name, step in view.steps.items():
-        if step.type != "Condition":
-            continue
-        definition = find_step(view.definition, name) or {}
-        conditions = definition.get("Arguments", {}).get("Conditions", [])
-        evaluations = step.result.get("Evaluations") or [{} for _ in conditions]
-        for condition, evaluation in zip(conditions, evaluations, strict=False):
-            if "LeftValue" not in condition:
-                continue
-            out.append({
-                "step": name, "display": view.display(name), "type": condition["Type"],
-                "op": COMPARISONS.get(condition["Type"], condition["Type"]),
-                "left": describe_value(condition["LeftValue"]), "right": describe_value(condition["RightValue"]),
-                "reads": {property_file_step(condition[side]) for side in ("LeftValue", "RightValue")} - {None},
-                "left_value": None if is_literal(condition["LeftValue"]) else evaluation.get("LeftValue"),
-                "right_value": None if is_literal(condition["RightValue"]) else evaluation.get("RightValue"),
-                "outcome": evaluation.get("Outcome", step.result.get("Outcome") == "True") if step.result else None,
-            })  # fmt: skip
-    return out
+def child_record(
+    name: str, status: str, parameters: dict[str, str], metric: str, value: float | None, **extra: Any
+) -> dict[str, Any]:
+    """One job a step ran on its own (a tuning job's training job), as every view and report reads it:
+    ``Name``, ``Status``, ``Parameters`` (what was chosen for it), the ``Metric`` it is ranked by and its
+    ``Value``, and optionally ``Curves`` (metric -> values per epoch), ``Started`` and ``Ended`` (ISO text or
+    seconds), ``DurationSeconds``, ``FailureReason`` and ``Log`` (a local file)."""
+    record = {"Name": name, "Status": status, "Parameters": parameters, "Metric": metric, "Value": value,
+              "Curves": {}, "Started": None, "Ended": None, "DurationSeconds": None, "FailureReason": None,
+              "Log": None}  # fmt: skip
+    unknown = set(extra) - set(record)
+    if unknown:
+        raise TypeError(f"child_record: unknown keys {sorted(unknown)}")
+    return record | extra

@@ -1,4 +1,4 @@
-"""The compiled definition's requests checked against the SageMaker service model (`pipelines.compiler.api`),
+"""The compiled definition's requests checked against the SageMaker service model (`pipelines.requests.model`),
 each violation reported at the spec's file:line of the value that caused it: the step's key, or the
 parameter whose default (or override) the value came from, with the rule and a did-you-mean for enums."""
 
@@ -7,37 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipelines.compiler.api import Violation, check_definition
 from pipelines.loader import SpecError, SpecIssue, format_path, read_yaml
 from pipelines.parameters import ParameterError
+from pipelines.requests.model import Violation, check_definition
 from pipelines.suggest import did_you_mean
-
-# the last member of a request path -> the spec key (under the step) that sets it
-FIELDS: dict[str, tuple[str, ...]] = {
-    "InstanceType": ("instance", "type"),
-    "InstanceCount": ("instance", "count"),
-    "VolumeSizeInGB": ("instance", "volume_gb"),
-    "MaxRuntimeInSeconds": ("max_runtime_seconds",),
-    "MaxWaitTimeInSeconds": ("spot", "max_wait_seconds"),
-    "EndpointName": ("endpoint_name",),
-    "EndpointConfigName": ("endpoint_name",),
-    "ModelPackageGroupName": ("model_package_group",),
-    "ModelApprovalStatus": ("approval_status",),
-    "MaxNumberOfTrainingJobs": ("max_jobs",),
-    "MaxParallelTrainingJobs": ("max_parallel_jobs",),
-    "Environment": ("environment",),
-    "HyperParameters": ("hyperparameters",),
-    "StaticHyperParameters": ("hyperparameters",),
-    "Name": ("name",),
-    "MetricDefinitions": ("metrics",),
-    "SupportedRealtimeInferenceInstanceTypes": ("inference_instances",),
-    "SupportedTransformInstanceTypes": ("inference_instances",),
-}
-# a step kind -> the API's enum its instance type must be in (checked before compiling: the SDK's image
-# lookup fails on an unknown type with no line to point at)
-INSTANCE_SHAPES = {"processing": "ProcessingInstanceType", "evaluation": "ProcessingInstanceType",
-                   "training": "TrainingInstanceType", "tuning": "TrainingInstanceType",
-                   "deploy": "ProductionVariantInstanceType"}  # fmt: skip
 
 
 def _spec_step(spec: Any, name: str) -> int | None:
@@ -49,10 +22,12 @@ def _spec_step(spec: Any, name: str) -> int | None:
     return names.index(max(owners, key=len)) if owners else None
 
 
-def _key(path: tuple[str | int, ...]) -> tuple[str, ...]:
+def _key(step: Any, path: tuple[str | int, ...]) -> tuple[str, ...]:
+    """The spec key (under the step) that set the request member at ``path``, as the step's kind maps them."""
+    fields = step.request_fields() if step is not None else {}
     for part in reversed(path):
-        if isinstance(part, str) and part in FIELDS:
-            return FIELDS[part]
+        if isinstance(part, str) and part in fields:
+            return fields[part]
     return ()
 
 
@@ -75,23 +50,17 @@ def _offending(violation: Violation) -> Any:
 
 def check_instance_types(config: str | Path, spec: Any) -> None:
     """Every literal instance type (and every parameter default one comes from) against the API's enum."""
-    from pipelines.compiler.api import service_model
+    from pipelines.requests.model import service_model
 
     model = service_model()
     found: list[tuple[tuple[str | int, ...], str, str]] = []  # (spec path, value, enum shape)
     for i, step in enumerate(spec.steps):
-        shape = INSTANCE_SHAPES.get(step.kind)
-        instance = getattr(step, "instance", None)
-        if shape and instance is not None:
-            if instance.is_parameter:
-                name = instance.type[1:]
-                parameter = spec.parameters.get(name)
-                if parameter is not None and isinstance(parameter.default, str):
-                    found.append((("parameters", name, "default"), parameter.default, shape))
-            else:
-                found.append((("steps", i, "instance", "type"), instance.type, shape))
-        for j, value in enumerate(getattr(step, "inference_instances", None) or []):
-            found.append((("steps", i, "inference_instances", j), value, "ProductionVariantInstanceType"))
+        for path, value, shape in step.instance_types(("steps", i)):
+            name = value[1:] if value.startswith("$") else None
+            if name is None:
+                found.append((path, value, shape))
+            elif name in spec.parameters and isinstance(spec.parameters[name].default, str):
+                found.append((("parameters", name, "default"), spec.parameters[name].default, shape))
     issues = []
     positions = None
     for path, value, shape_name in found:
@@ -119,7 +88,7 @@ def check_requests(config: str | Path, spec: Any, definition: dict[str, Any]) ->
         if v.parameter is not None:
             path: tuple[str | int, ...] = ("parameters", v.parameter, "default")
         elif index is not None:
-            path = ("steps", index, *_key(v.path))
+            path = ("steps", index, *_key(spec.steps[index], v.path))
         else:
             path = ()
         line, column = positions.at(path)

@@ -2,9 +2,10 @@
 sent or run: required members, types, enums, lengths, ranges and patterns, read from the model botocore
 ships (no limit is copied here), with the pipeline parameters at their defaults or as overridden.
 
-A step's arguments are the request its Type makes (``Training`` -> ``CreateTrainingJob``...); the names the
-pipeline service supplies itself (a job's name) are not required of the definition. Values computed at run
-time (another step's property, the execution id) are not checked.
+A step's arguments are the request its Type makes (``Training`` -> ``CreateTrainingJob``...), as the Type's
+`pipelines.remote.jobs.RemoteStep` names it; the members the pipeline service supplies itself (a job's name)
+are not required of the definition. Values computed at run time (another step's property, the execution id)
+are not checked.
 """
 
 from __future__ import annotations
@@ -16,19 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from pipelines.definition import all_steps
-
-# definition Type -> the API call SageMaker Pipelines makes for it
-OPERATIONS = {
-    "Processing": "CreateProcessingJob",
-    "Training": "CreateTrainingJob",
-    "Tuning": "CreateHyperParameterTuningJob",
-    "RegisterModel": "CreateModelPackage",
-    "Model": "CreateModel",
-    "EndpointConfig": "CreateEndpointConfig",
-    "Endpoint": "CreateEndpoint",
-}
-# members the pipeline service fills in when it makes the call
-SUPPLIED = {"ProcessingJobName", "TrainingJobName", "HyperParameterTuningJobName", "ModelName"}
+from pipelines.remote.jobs import operations
 
 
 class _Unknown:
@@ -95,17 +84,18 @@ def check_definition(definition: dict[str, Any], overrides: dict[str, Any] | Non
     parameters = {p["Name"]: p.get("DefaultValue") for p in definition.get("Parameters", [])} | (overrides or {})
     out: list[Violation] = []
     name_shape = model.shape_for("StepName")
+    calls = operations()
     for step, _, _ in all_steps(definition):
         for rule in _scalar(name_shape, step["Name"]):
             out.append(Violation(step["Name"], ("Name",), f"step name {rule}"))
-        operation = OPERATIONS.get(step.get("Type", ""))
-        if operation is None:
+        if step.get("Type", "") not in calls:
             continue
+        operation, supplied = calls[step["Type"]]
         shape = model.operation_model(operation).input_shape
         raw = step.get("Arguments", {})
         out += [
             Violation(step["Name"], path, f"{rule} ({operation})", allowed, _parameter_of(_at(raw, path)))
-            for path, rule, allowed in _check(shape, resolve(raw, parameters), (), top=True)
+            for path, rule, allowed in _check(shape, resolve(raw, parameters), (), supplied=frozenset(supplied))
         ]
     return out
 
@@ -119,16 +109,20 @@ def _at(value: Any, path: tuple[str | int, ...]) -> Any:
     return value
 
 
-def _check(shape: Any, value: Any, path: tuple[str | int, ...], top: bool = False) -> Iterator[tuple]:
+def _check(
+    shape: Any, value: Any, path: tuple[str | int, ...], supplied: frozenset[str] = frozenset()
+) -> Iterator[tuple]:
+    """Each (path, rule, enum values) ``value`` breaks; ``supplied``: required members not asked of it (the
+    top-level request's, which the pipeline service fills in)."""
     if value is UNKNOWN:
         return
-    kind = shape.type_name
-    if kind == "structure":
+    shape_type = shape.type_name
+    if shape_type == "structure":
         if not isinstance(value, dict):
             yield path, f"must be a structure ({shape.name}), got {type(value).__name__}", ()
             return
         for name in shape.required_members:
-            if name not in value and not (top and name in SUPPLIED):
+            if name not in value and name not in supplied:
                 yield (*path, name), f"is required by {shape.name}", ()
         for key, item in value.items():
             member = shape.members.get(key)
@@ -136,14 +130,14 @@ def _check(shape: Any, value: Any, path: tuple[str | int, ...], top: bool = Fals
                 yield (*path, key), f"is not a member of {shape.name}", tuple(shape.members)
                 continue
             yield from _check(member, item, (*path, key))
-    elif kind == "list":
+    elif shape_type == "list":
         if not isinstance(value, list):
             yield path, f"must be a list, got {type(value).__name__}", ()
             return
         yield from ((path, r, ()) for r in _length(shape, len(value), "items"))
         for i, item in enumerate(value):
             yield from _check(shape.member, item, (*path, i))
-    elif kind == "map":
+    elif shape_type == "map":
         if not isinstance(value, dict):
             yield path, f"must be a map, got {type(value).__name__}", ()
             return
@@ -165,10 +159,10 @@ def _length(shape: Any, n: int, what: str) -> Iterator[str]:
 
 
 def _scalar(shape: Any, value: Any) -> Iterator[str]:
-    kind, meta = shape.type_name, shape.metadata
+    shape_type, meta = shape.type_name, shape.metadata
     if value is UNKNOWN:
         return
-    if kind == "string":
+    if shape_type == "string":
         if not isinstance(value, str):
             yield f"must be a string, got {value!r}"
             return
@@ -183,17 +177,17 @@ def _scalar(shape: Any, value: Any) -> Iterator[str]:
         pattern = meta.get("pattern")
         if pattern and not _matches(pattern, value):
             yield f"{value!r} does not match {shape.name}'s pattern {pattern}"
-    elif kind in ("integer", "long"):
+    elif shape_type in ("integer", "long"):
         if isinstance(value, bool) or not isinstance(value, int):
             yield f"must be an integer, got {value!r}"
             return
         yield from _range(meta, value)
-    elif kind in ("float", "double"):
+    elif shape_type in ("float", "double"):
         if isinstance(value, bool) or not isinstance(value, int | float):
             yield f"must be a number, got {value!r}"
             return
         yield from _range(meta, value)
-    elif kind == "boolean" and not isinstance(value, bool):
+    elif shape_type == "boolean" and not isinstance(value, bool):
         yield f"must be true or false, got {value!r}"
 
 

@@ -196,6 +196,12 @@ class Retry(Model):
 
 class StepBase(Model):
     gated: ClassVar[bool] = False  # register and deploy: only behind the quality gate
+    # request member (the last one on its path in the compiled request) -> the key under the step that sets
+    # it: a value the SageMaker API refuses is reported at the line of that key
+    REQUEST_FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {"Environment": ("environment",), "Name": ("name",)}
+    # the API's enum the step's instance type must be in (checked before compiling: the SDK's image lookup
+    # fails on an unknown type with no line to point at)
+    instance_shape: ClassVar[str | None] = None
 
     name: Annotated[str, Field(pattern=NAME, description="unique step name")]
     display_name: str | None = Field(None, max_length=82, description="shown in Studio")
@@ -213,12 +219,28 @@ class StepBase(Model):
         """What other steps may read as ``<step>.<output>``."""
         return []
 
+    def request_fields(self) -> dict[str, tuple[str, ...]]:
+        return self.REQUEST_FIELDS
+
+    def instance_types(self, here: Path_) -> list[tuple[Path_, str, str]]:
+        """(spec path, value or ``$Param``, the API enum it must be in) of every instance type the step names."""
+        instance = getattr(self, "instance", None)
+        if self.instance_shape is None or not isinstance(instance, Instance):
+            return []
+        return [((*here, "instance", "type"), instance.type, self.instance_shape)]
+
     def check(self, checks: Checks, here: Path_) -> None:
         """The rules that concern only this kind (cross-step ones included); see `pipelines.spec.checks`."""
 
 
+INSTANCE_FIELDS = {"InstanceType": ("instance", "type"), "InstanceCount": ("instance", "count"),
+                   "VolumeSizeInGB": ("instance", "volume_gb")}  # fmt: skip
+
+
 class ScriptStep(StepBase):
     """A step that runs one of the scripts in ``steps/``."""
+
+    REQUEST_FIELDS = {**StepBase.REQUEST_FIELDS, **INSTANCE_FIELDS, "MaxRuntimeInSeconds": ("max_runtime_seconds",)}
 
     script: str = Field(description="file name under steps/")
     instance: Instance

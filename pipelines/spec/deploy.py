@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from pipelines.spec.base import Image, Instance, Model, Path_, Source, StepBase, StepName
+from pipelines.spec.base import INSTANCE_FIELDS, Image, Instance, Model, Path_, Source, StepBase, StepName
 from pipelines.suggest import suggest
 
 if TYPE_CHECKING:
@@ -23,6 +23,9 @@ class DataCapture(Model):
 
 class DeploySpec(StepBase):
     gated: ClassVar[bool] = True  # runs only behind the quality gate
+    REQUEST_FIELDS = {**StepBase.REQUEST_FIELDS, **INSTANCE_FIELDS, "EndpointName": ("endpoint_name",),
+                      "EndpointConfigName": ("endpoint_name",)}  # fmt: skip
+    instance_shape = "ProductionVariantInstanceType"
 
     kind: Literal["deploy"]
     model: Source = Field(description="the model artifact: train.model or tune.model")

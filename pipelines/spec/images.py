@@ -54,17 +54,17 @@ def _names(path: Path, requirements: bool) -> frozenset[str]:
     return frozenset(out)
 
 
-def provided(kind: str, custom: bool) -> tuple[frozenset[str], str]:
+def provided(step_kind: str, custom: bool) -> tuple[frozenset[str], str]:
     """(import names the step's image holds once the job started, what to call that image in a message)."""
-    role = "inference" if kind == "inference" else "training"
+    role = "inference" if step_kind == "inference" else "training"
     names = set(_names(layout.image_context(role) / "stock.txt", requirements=False))
     if custom:
         names |= _names(layout.image_context(role) / "requirements.txt", requirements=True)
         what = f"the project's {role} image (containers/{role}/)"
-    elif kind in ("training", "tuning"):
+    elif step_kind in ("training", "tuning"):
         names |= _names(layout.script(TRAINING_REQUIREMENTS), requirements=True)
         what = f"the stock SageMaker PyTorch training image with steps/{TRAINING_REQUIREMENTS} installed"
-    elif kind in ("processing", "evaluation"):
+    elif step_kind in ("processing", "evaluation"):
         names |= _names(layout.script(PROCESSING_REQUIREMENTS), requirements=True)
         what = f"the stock SageMaker PyTorch training image with steps/{PROCESSING_REQUIREMENTS} installed"
     else:
@@ -127,16 +127,16 @@ def _guarded_imports(tree: ast.AST) -> set[int]:
     return out
 
 
-def missing(script: Path, kind: str, custom: bool) -> tuple[list[str], str]:
-    """(modules ``script`` imports that the image of a ``kind`` step does not provide, the image's name)."""
-    have, what = provided(kind, custom)
+def missing(script: Path, step_kind: str, custom: bool) -> tuple[list[str], str]:
+    """(modules ``script`` imports that the image of a ``step_kind`` step does not provide, the image's name)."""
+    have, what = provided(step_kind, custom)
     return sorted(third_party_imports(script) - have), what
 
 
-def fix_for(kind: str, custom: bool) -> str:
+def fix_for(step_kind: str, custom: bool) -> str:
     if custom:
         return "add it to containers/training/requirements.txt (then make image-push)"
-    if kind in ("training", "tuning"):
+    if step_kind in ("training", "tuning"):
         return f"declare it in steps/{TRAINING_REQUIREMENTS} (the training toolkit installs it when the job starts)"
     return (
         f"declare it in steps/{PROCESSING_REQUIREMENTS} (installed when the job starts), or use "
@@ -149,11 +149,11 @@ def check_script_imports(step: ScriptStep, checks: Checks, here: Path_) -> None:
     path = layout.script(step.script)
     if not path.is_file():
         return  # said by check_script_options
-    kind = str(getattr(step, "kind", "processing"))
-    lacking, what = missing(path, kind, step.image.custom)
+    step_kind = str(getattr(step, "step_kind", "processing"))
+    lacking, what = missing(path, step_kind, step.image.custom)
     if lacking:
         checks.add(
             (*here, "script"),
             f"steps/{step.script} imports {', '.join(lacking)}, which {what} does not provide",
-            fix_for(kind, step.image.custom),
+            fix_for(step_kind, step.image.custom),
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import graphlib
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 
 from pydantic import Field, model_validator
 
@@ -21,9 +21,22 @@ if TYPE_CHECKING:
 
 # The spec union: one line per step kind, discriminated by `kind` (a kind equals its module's name)
 StepSpec = Annotated[
-    ProcessingSpec | TrainingSpec | TuningSpec | EvaluationSpec | RegisterSpec | DeploySpec,
+    Union[  # noqa: UP007 - one line per kind, so adding one is one line
+        ProcessingSpec,
+        TrainingSpec,
+        TuningSpec,
+        EvaluationSpec,
+        RegisterSpec,
+        DeploySpec,
+    ],
     Field(discriminator="kind"),
 ]
+
+
+def step_kinds() -> list[str]:
+    """Every step ``kind`` a spec may use, in the union's order."""
+    union = get_args(StepSpec)[0]
+    return [get_args(model.model_fields["kind"].annotation)[0] for model in get_args(union)]
 
 _PYTHON_TYPES = {"String": (str,), "Integer": (int,), "Float": (int, float), "Boolean": (bool,)}
 
@@ -93,14 +106,14 @@ class GateSpec(Model):
                 suggest(metric, target.metrics) or "list it under the evaluation step's metrics:",
             )
         if isinstance(self.threshold, str):
-            kind = checks.parameter_type(self.threshold)
+            declared = checks.parameter_type(self.threshold)
             if not self.threshold.startswith("$"):
                 checks.add(
                     ("gate", "threshold"),
                     f"{self.threshold!r} is neither a number nor $Param",
                     "write 0.9 or $AccuracyThreshold",
                 )
-            elif kind is not None and kind not in ("Float", "Integer"):
+            elif declared is not None and declared not in ("Float", "Integer"):
                 checks.add(
                     ("gate", "threshold"), f"parameter '{self.threshold[1:]}' is not a number", "declare it type: Float"
                 )

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 
 class ProcessingSpec(ScriptStep):
+    instance_shape = "ProcessingInstanceType"
+
     kind: Literal["processing"]
     inputs: dict[str, Source] = Field(
         default_factory=dict,

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 
 class RegisterSpec(StepBase):
     gated: ClassVar[bool] = True  # runs only behind the quality gate
+    REQUEST_FIELDS = {**StepBase.REQUEST_FIELDS, "ModelPackageGroupName": ("model_package_group",),
+                      "ModelApprovalStatus": ("approval_status",),
+                      "SupportedRealtimeInferenceInstanceTypes": ("inference_instances",),
+                      "SupportedTransformInstanceTypes": ("transform_instances",)}  # fmt: skip
 
     kind: Literal["register"]
     model: Source = Field(description="the model artifact: train.model or tune.model")
@@ -30,6 +34,13 @@ class RegisterSpec(StepBase):
 
     def output_names(self) -> list[str]:
         return ["model_package_arn"]
+
+    def instance_types(self, here: Path_) -> list[tuple[Path_, str, str]]:
+        realtime = [((*here, "inference_instances", j), t, "ProductionVariantInstanceType")
+                    for j, t in enumerate(self.inference_instances)]  # fmt: skip
+        batch = [((*here, "transform_instances", j), t, "TransformInstanceType")
+                 for j, t in enumerate(self.transform_instances)]  # fmt: skip
+        return realtime + batch
 
     def check(self, checks: Checks, here: Path_) -> None:
         from pipelines.instances import has_gpu

@@ -20,6 +20,11 @@ class Spot(Model):
 
 
 class TrainingSpec(ScriptStep):
+    REQUEST_FIELDS = {**ScriptStep.REQUEST_FIELDS, "MaxWaitTimeInSeconds": ("spot", "max_wait_seconds"),
+                      "HyperParameters": ("hyperparameters",), "StaticHyperParameters": ("hyperparameters",),
+                      "MetricDefinitions": ("metrics",)}  # fmt: skip
+    instance_shape = "TrainingInstanceType"
+
     kind: Literal["training"]
     script: str = "train.py"
     inputs: dict[str, Source] = Field(

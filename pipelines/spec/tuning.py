@@ -60,6 +60,9 @@ class Objective(Model):
 
 
 class TuningSpec(TrainingSpec):
+    REQUEST_FIELDS = {**TrainingSpec.REQUEST_FIELDS, "MaxNumberOfTrainingJobs": ("max_jobs",),
+                      "MaxParallelTrainingJobs": ("max_parallel_jobs",)}  # fmt: skip
+
     kind: Literal["tuning"]  # type: ignore[assignment]
     objective: Objective
     ranges: dict[str, Range] = Field(min_length=1)

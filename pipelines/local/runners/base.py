@@ -3,7 +3,8 @@
 A runner owns everything the engine needs to know about one definition ``Type``: how to run it (its
 result shaped like the matching ``Describe*`` response, so property references resolve as on
 SageMaker), which steps it nests (a condition's branches), what it reads before running, whether it
-is cacheable and from what, and which outputs it publishes. The engine only dispatches.
+is cacheable and from what. What its result published (which a cache hit needs still there) is its
+Type's `pipelines.report.outcomes.Outcome.published`. The engine only dispatches.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from pipelines.local.expressions import Resolver
 from pipelines.local.store import ObjectStore, StoreError
 
 OPT_ML = "/opt/ml/"
+# what a step's runner may leave beside its log for the run views (`pipelines.local.view`):
+CURVES_FILE = "curves.json"  # {job name: {metric: [every value captured, in order]}}
+CHILDREN_FILE = "children.json"  # the jobs the step ran on its own, `pipelines.report.view.child_record` each
 
 
 def _prctl() -> Callable[..., int] | None:
@@ -139,8 +143,8 @@ class Job:
             return {k: self.relocate(v) for k, v in value.items()}
         return value
 
-    def arn(self, kind: str, name: str | None = None) -> str:
-        return arn(kind, name or self.job_name)
+    def arn(self, resource: str, name: str | None = None) -> str:
+        return arn(resource, name or self.job_name)
 
     @property
     def run_root(self) -> Path:
@@ -299,10 +303,6 @@ class Runner:
 
     def input_uris(self, args: dict[str, Any]) -> list[str]:
         """The locations a run reads: a hit whose data under them changed says so (SageMaker would not see it)."""
-        return []
-
-    def outputs(self, result: dict[str, Any]) -> list[str]:
-        """The locations a result publishes: a cache hit needs them still there."""
         return []
 
     def run(self, step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[str, Any]:

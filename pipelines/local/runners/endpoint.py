@@ -11,16 +11,16 @@ from typing import Any
 
 from pipelines.files import write_atomic
 from pipelines.local.runners.base import Job, Runner, StepFailed
-from pipelines.local.serving import EndpointError, deploy
+from pipelines.local.serving import Capture, EndpointError, deploy
 from pipelines.local.store import StoreError
 
 
-def _record(job: Job, kind: str, name: str, content: dict[str, Any]) -> None:
-    write_atomic(job.run_root / kind / f"{name}.json", json.dumps(content, indent=2, default=str))
+def _record(job: Job, folder: str, name: str, content: dict[str, Any]) -> None:
+    write_atomic(job.run_root / folder / f"{name}.json", json.dumps(content, indent=2, default=str))
 
 
-def _read(job: Job, kind: str, name: str, what: str) -> dict[str, Any]:
-    path = job.run_root / kind / f"{name}.json"
+def _read(job: Job, folder: str, name: str, what: str) -> dict[str, Any]:
+    path = job.run_root / folder / f"{name}.json"
     if not path.exists():
         raise StepFailed(f'ValidationException: Could not find {what} "{name}"', "ClientError")
     content: dict[str, Any] = json.loads(path.read_text())
@@ -71,11 +71,10 @@ class EndpointRunner(Runner):
         model = _read(job, "models", variant["ModelName"], "model")
         try:
             archive = job.store.path(model["PrimaryContainer"]["ModelDataUrl"])
-            state = deploy(
-                job.run_root, name, Path(archive), config_name,
-                data_capture=config.get("DataCaptureConfig"), store_root=job.store.root,
-                mounts={bucket: str(path) for bucket, path in job.store.mounts.items()}, log=job.log,
-            )  # fmt: skip
+            mounts = {bucket: str(path) for bucket, path in job.store.mounts.items()}
+            capture = Capture(config["DataCaptureConfig"], str(job.store.root), mounts) if config.get(
+                "DataCaptureConfig") else None  # fmt: skip
+            state = deploy(job.run_root, name, Path(archive), config_name, capture, log=job.log)
         except (EndpointError, StoreError, OSError) as exc:
             raise StepFailed(f"endpoint {name} failed to serve {config_name}: {exc}") from exc
         url = f"http://127.0.0.1:{state['port']}"

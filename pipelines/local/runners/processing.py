@@ -35,8 +35,6 @@ class ProcessingRunner(Runner):
     def input_uris(self, args: dict[str, Any]) -> list[str]:
         return [item["S3Input"]["S3Uri"] for item in args.get("ProcessingInputs", []) if "S3Input" in item]
 
-    def outputs(self, result: dict[str, Any]) -> list[str]:
-        return [o["S3Output"]["S3Uri"] for o in result.get("ProcessingOutputConfig", {}).get("Outputs", [])]
 
 
 # a processing script's progress lines: "<done>/<total> rows" (preprocess.py prints one per row group)
@@ -57,57 +55,40 @@ def _python(cmd: list[str], job: Job) -> list[str]:
     return [job.python if c in ("python", "python3") else c for c in cmd]
 
 
-def run_processing(step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[str, Any]:
-    """One processing job on ``InstanceCount`` local instances (processes), each given what SageMaker gives
-    its container: its share of each ``ShardedByS3Key`` input and all of every other, its own
-    ``/opt/ml/config/resourceconfig.json`` and output directories; each instance's outputs are then
-    uploaded to the output's S3 prefix in host order, as SageMaker's upload leaves them."""
-    count = int(args.get("ProcessingResources", {}).get("ClusterConfig", {}).get("InstanceCount", 1) or 1)
-    hosts = host_names(count)
-    instances = job.instances(count)
-    outputs = args.get("ProcessingOutputConfig", {}).get("Outputs", [])
+def _prepare(
+    args: dict[str, Any], job: Job, k: int, hosts: list[str], instance: Job
+) -> tuple[list[str], dict[str, str]]:
+    """Instance ``k``'s container: its inputs (its share of each ``ShardedByS3Key`` one), output directories,
+    ``/opt/ml/config`` files, command and environment."""
+    count = len(hosts)
+    instance.fresh_sandbox()
+    for item in args.get("ProcessingInputs", []):
+        s3 = item["S3Input"]
+        sharded = s3.get("S3DataDistributionType") == "ShardedByS3Key" and count > 1
+        target = instance.stage(s3["S3Uri"], s3["LocalPath"], (k, count) if sharded else None)
+        if sharded:
+            got = sum(1 for p in target.rglob("*") if p.is_file())
+            instance.log(f"input '{item['InputName']}' is ShardedByS3Key: this instance received {got} object(s)")
+    for item in args.get("ProcessingOutputConfig", {}).get("Outputs", []):
+        Path(instance.relocate(item["S3Output"]["LocalPath"])).mkdir(parents=True, exist_ok=True)
+    # what SageMaker writes into every processing container
+    config = Path(instance.relocate("/opt/ml/config"))
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "processingjobconfig.json").write_text(json.dumps(
+        {"ProcessingJobName": job.job_name, "ProcessingJobArn": job.arn("processing-job"), **args}, indent=2
+    ))  # fmt: skip
+    (config / "resourceconfig.json").write_text(json.dumps({"current_host": hosts[k], "hosts": hosts}))
     app = args["AppSpecification"]
-    if count > 1:
-        job.log(f"running {count} instances ({', '.join(hosts)}), each in {job.directory}/<host>/sandbox")
+    command = app.get("ContainerEntrypoint", []) + app.get("ContainerArguments", [])
+    cmd = _python([text(c) for c in instance.relocate(command)], instance)
+    env = {k: text(v) for k, v in instance.relocate(args.get("Environment", {})).items()}
+    return cmd, job_environment(env, instance)
 
-    def prepare(k: int, instance: Job) -> tuple[list[str], dict[str, str]]:
-        instance.fresh_sandbox()
-        for item in args.get("ProcessingInputs", []):
-            s3 = item["S3Input"]
-            sharded = s3.get("S3DataDistributionType") == "ShardedByS3Key" and count > 1
-            target = instance.stage(s3["S3Uri"], s3["LocalPath"], (k, count) if sharded else None)
-            if sharded:
-                got = sum(1 for p in target.rglob("*") if p.is_file())
-                instance.log(f"input '{item['InputName']}' is ShardedByS3Key: this instance received {got} object(s)")
-        for item in outputs:
-            Path(instance.relocate(item["S3Output"]["LocalPath"])).mkdir(parents=True, exist_ok=True)
-        # what SageMaker writes into every processing container
-        config = Path(instance.relocate("/opt/ml/config"))
-        config.mkdir(parents=True, exist_ok=True)
-        (config / "processingjobconfig.json").write_text(json.dumps(
-            {"ProcessingJobName": job.job_name, "ProcessingJobArn": job.arn("processing-job"), **args}, indent=2
-        ))  # fmt: skip
-        (config / "resourceconfig.json").write_text(json.dumps({"current_host": hosts[k], "hosts": hosts}))
-        command = app.get("ContainerEntrypoint", []) + app.get("ContainerArguments", [])
-        cmd = _python([text(c) for c in instance.relocate(command)], instance)
-        env = {k: text(v) for k, v in instance.relocate(args.get("Environment", {})).items()}
-        return cmd, job_environment(env, instance)
 
-    prepared = [prepare(k, instance) for k, instance in enumerate(instances)]
-
-    def work(k: int, instance: Job) -> None:
-        cmd, env = prepared[k]
-
-        def on_line(line: str) -> None:
-            done = PROGRESS.search(line)
-            if done:
-                prefix = f"{hosts[k]}: " if count > 1 else ""
-                job.progress(f"{prefix}{done.group(1)}/{done.group(2)} {done.group(3)}")
-
-        instance.run(cmd, env, instance.sandbox, on_line)
-
-    on_every_instance(instances, work)
-    for item in outputs:
+def _upload_outputs(args: dict[str, Any], job: Job, instances: list[Job]) -> None:
+    """Each instance's outputs uploaded to the output's S3 prefix in host order, as SageMaker's upload
+    leaves them (a later instance replaces an object of the same key)."""
+    for item in args.get("ProcessingOutputConfig", {}).get("Outputs", []):
         uri = item["S3Output"]["S3Uri"]
         written: dict[str, str] = {}
         for instance in instances:
@@ -115,7 +96,7 @@ def run_processing(step: dict[str, Any], args: dict[str, Any], job: Job) -> dict
             keys = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
             overwritten = [key for key in keys if key in written]
             n = job.store.upload(local, uri)
-            where = f" from {instance.directory.name}" if count > 1 else ""
+            where = f" from {instance.directory.name}" if len(instances) > 1 else ""
             job.log(f"uploaded {n} file(s) of output '{item['OutputName']}'{where} to {uri}")
             if overwritten:
                 job.log(
@@ -124,17 +105,46 @@ def run_processing(step: dict[str, Any], args: dict[str, Any], job: Job) -> dict
                     "of one job should write distinct names (e.g. under a directory named by their host)"
                 )
             written |= dict.fromkeys(keys, instance.directory.name)
-    property_files = {}
+
+
+def _property_files(step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[str, Any]:
+    """Each property file, read where SageMaker reads it: from its output's S3 prefix, once every instance
+    uploaded."""
+    outputs = args.get("ProcessingOutputConfig", {}).get("Outputs", [])
+    found = {}
     for pf in step.get("PropertyFiles", []):
         output = next(o for o in outputs if o["OutputName"] == pf["OutputName"])
-        # read where SageMaker reads it: from the output's S3 prefix, once every instance uploaded
         location = output["S3Output"]["S3Uri"].rstrip("/") + "/" + pf["FilePath"]
         try:
-            property_files[pf["PropertyFileName"]] = json.loads(job.store.path(location).read_text())
+            found[pf["PropertyFileName"]] = json.loads(job.store.path(location).read_text())
         except (OSError, json.JSONDecodeError, StoreError) as exc:
             raise StepFailed(
                 f"property file {pf['FilePath']} of output '{pf['OutputName']}' is unreadable: {exc}"
             ) from exc
+    return found
+
+
+def run_processing(step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[str, Any]:
+    """One processing job on ``InstanceCount`` local instances (processes), each given what SageMaker gives
+    its container; their outputs uploaded, then its property files read."""
+    count = int(args.get("ProcessingResources", {}).get("ClusterConfig", {}).get("InstanceCount", 1) or 1)
+    hosts = host_names(count)
+    instances = job.instances(count)
+    if count > 1:
+        job.log(f"running {count} instances ({', '.join(hosts)}), each in {job.directory}/<host>/sandbox")
+    prepared = [_prepare(args, job, k, hosts, instance) for k, instance in enumerate(instances)]
+
+    def work(k: int, instance: Job) -> None:
+        def on_line(line: str) -> None:
+            done = PROGRESS.search(line)
+            if done:
+                prefix = f"{hosts[k]}: " if count > 1 else ""
+                job.progress(f"{prefix}{done.group(1)}/{done.group(2)} {done.group(3)}")
+
+        instance.run(*prepared[k], instance.sandbox, on_line)
+
+    on_every_instance(instances, work)
+    _upload_outputs(args, job, instances)
     return {
         "ProcessingJobName": job.job_name,
         "ProcessingJobArn": job.arn("processing-job"),
@@ -142,6 +152,6 @@ def run_processing(step: dict[str, Any], args: dict[str, Any], job: Job) -> dict
         "ProcessingInputs": args.get("ProcessingInputs", []),
         "ProcessingOutputConfig": args.get("ProcessingOutputConfig", {"Outputs": []}),
         "ProcessingResources": args.get("ProcessingResources", {}),
-        "AppSpecification": app,
-        "PropertyFiles": property_files,
+        "AppSpecification": args["AppSpecification"],
+        "PropertyFiles": _property_files(step, args, job),
     }

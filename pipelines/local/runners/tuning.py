@@ -30,8 +30,9 @@ from typing import Any
 
 from pipelines.files import write_atomic
 from pipelines.local.arns import arn
-from pipelines.local.runners.base import Job, Runner, StepFailed
+from pipelines.local.runners.base import CHILDREN_FILE, Job, Runner, StepFailed
 from pipelines.local.runners.training import channel_uris, processes_for, run_training
+from pipelines.report.view import child_record
 
 # SageMaker caps names: tuning jobs at 32 characters, their training jobs at 63
 TUNING_NAME_MAX = 32
@@ -62,9 +63,6 @@ class TuningRunner(Runner):
     def input_uris(self, args: dict[str, Any]) -> list[str]:
         return channel_uris(args.get("TrainingJobDefinition") or {})
 
-    def outputs(self, result: dict[str, Any]) -> list[str]:
-        best = result.get("BestTrainingJob", {})
-        return [best["ModelArtifacts"]["S3ModelArtifacts"]] if "ModelArtifacts" in best else []
 
 
 # --------------------------------------------------------------------------- the search space
@@ -206,19 +204,13 @@ class Trial:
     excerpt: list[str] = field(default_factory=list)  # the log lines that explain a failure
 
     def record(self, metric: str) -> dict[str, Any]:
-        return {
-            "TrainingJobName": self.name,
-            "TrainingJobStatus": self.status,
-            "TunedHyperParameters": self.params,
-            "ObjectiveMetric": metric,
-            "FinalObjectiveValue": self.objective,
-            "Curves": self.curves,
-            "Started": _iso(self.started),
-            "Ended": _iso(self.ended),
-            "DurationSeconds": round((self.ended or time.time()) - self.started, 3),
-            "FailureReason": self.reason,
-            "Log": str(self.directory / "log.txt"),
-        }
+        """This training job as one of the tuning step's child jobs (what the views and the report read)."""
+        return child_record(
+            self.name, self.status, self.params, metric, self.objective, Curves=self.curves,
+            Started=_iso(self.started), Ended=_iso(self.ended),
+            DurationSeconds=round((self.ended or time.time()) - self.started, 3), FailureReason=self.reason,
+            Log=str(self.directory / "log.txt"),
+        )  # fmt: skip
 
 
 def _iso(ts: float | None) -> str | None:
@@ -419,7 +411,7 @@ class Search:
         self.job.progress(f"{len(done)}/{self.max_jobs} trials{best}")
         # every trial so far, for `local describe` and reports (rewritten as each one ends)
         trials = [t.record(self.metric) for t in self.trials]
-        write_atomic(self.job.directory / "trials.json", json.dumps(trials, indent=2))
+        write_atomic(self.job.directory / CHILDREN_FILE, json.dumps(trials, indent=2))
 
     def _target_reached(self) -> bool:
         if self.target is None:

@@ -1,0 +1,190 @@
+"""What the command groups share: how a command is declared beside its function (`Group`), the options
+written once (`ROOT`, `MOUNT`, `JSON`...), the one user-error class the entry point catches (`UsageError`,
+a `UserError`), and the helpers several groups call: compiling a spec, typing overrides, the run root."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines import layout
+from pipelines.errors import UserError
+
+BUILD = layout.BUILD
+DATA_MOUNT = "sm-pipelines-data=data"  # the example data's bucket, served from ./data
+
+
+class UsageError(UserError):
+    """Bad input on the command line: printed as one message, exit status 2."""
+
+
+# --------------------------------------------------------------------------- declaring commands
+
+
+@dataclass(frozen=True)
+class Option:
+    """One argparse argument, declared once and given to every command that takes it."""
+
+    flags: tuple[str, ...]
+    kwargs: dict[str, Any]
+
+    def add(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(*self.flags, **self.kwargs)
+
+
+def option(*flags: str, **kwargs: Any) -> Option:
+    return Option(flags, kwargs)
+
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+@dataclass
+class Group:
+    """Commands declared beside their functions (`command`), added to the parser by `register`: at the top
+    level (``name=None``: ``python -m pipelines validate``) or under a group (``python -m pipelines local run``)."""
+
+    name: str | None = None
+    help: str | None = None
+    commands: list[tuple[str, str, tuple[Option, ...], Handler]] = field(default_factory=list)
+
+    def command(self, name: str, help: str, *options: Option) -> Callable[[Handler], Handler]:
+        def declare(func: Handler) -> Handler:
+            self.commands.append((name, help, options, func))
+            return func
+
+        return declare
+
+    def register(self, sub: Any) -> None:
+        if self.name is not None:
+            parent = sub.add_parser(self.name, help=self.help, description=self.help)
+            sub = parent.add_subparsers(dest=f"{self.name}_command", required=True, metavar="COMMAND")
+        for name, help, options, func in self.commands:
+            parser = sub.add_parser(name, help=help, description=help)
+            parser.set_defaults(func=func, command_name=name)
+            for opt in options:
+                opt.add(parser)
+
+
+# --------------------------------------------------------------------------- options written once
+
+CONFIG = option("config", help="the pipeline spec, e.g. config/digits.yaml")
+PARAMS = option("params", nargs="*", metavar="Name=Value", help="parameter overrides")
+JSON = option("--json", action="store_true", help="JSON instead of a table")
+ROOT = option("--root", help="local run root: the object store, cache, executions, registry and endpoints "
+              "(default: $SMP_LOCAL_ROOT or runs)")  # fmt: skip
+MOUNT = option("--mount", action="append", default=None, metavar="BUCKET=DIR",
+               help=f"serve an S3 bucket from a local directory (always: {DATA_MOUNT}); repeatable")  # fmt: skip
+TAIL = option("--tail", type=int, default=30, help="log lines shown for a failed step")
+NPROC = option("--nproc", type=int, help="processes for torch_distributed (default: the instance's GPUs, at most the "
+               "cores)")  # fmt: skip
+PARALLEL = option("--parallel", type=int, default=max(1, os.cpu_count() or 1), help="steps run at once")
+NO_CACHE = option("--no-cache", action="store_true", help="ignore the step cache")
+EXECUTION_ARN = option("execution", metavar="EXECUTION_ARN")
+LOCAL_EXECUTION = option("execution", metavar="ID|latest")
+NO_WAIT = option("--no-wait", action="store_true", help="return once the execution has started")
+LOCAL = option("--local", action="store_true", help="the local registry or endpoint, under the run root")
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def run_root(args: argparse.Namespace) -> Path:
+    return layout.local_root(getattr(args, "root", None))
+
+
+def mounts(args: argparse.Namespace) -> dict[str, Path]:
+    """Buckets served from directories: the example data's, and each ``--mount BUCKET=DIR``."""
+    out = {}
+    for pair in [DATA_MOUNT, *(getattr(args, "mount", None) or [])]:
+        bucket, sep, directory = pair.partition("=")
+        if not sep or not bucket or not directory:
+            raise UsageError(f"--mount {pair!r} is not BUCKET=DIRECTORY")
+        out[bucket] = Path(directory)
+    return out
+
+
+def store(args: argparse.Namespace) -> Any:
+    from pipelines.local.store import ObjectStore
+
+    return ObjectStore(run_root(args) / "s3", mounts(args))
+
+
+def root_flags(args: argparse.Namespace, local: bool = True) -> str:
+    """The flags that name this run root again in a command printed for the user."""
+    root = getattr(args, "root", None)
+    return (" --local" if local else "") + ("" if root is None else f" --root {root}")
+
+
+def load(config: str) -> Any:
+    from pipelines.loader import load_spec
+
+    return load_spec(config)
+
+
+def compile_spec(config: str) -> Any:
+    """The spec compiled, and every request of its definition checked against the SageMaker API's model
+    (served from the compile cache while nothing it is made of changed: no SDK import, no compile)."""
+    from pipelines import compile_cache
+    from pipelines.settings import Settings
+
+    spec = load(config)
+    settings = Settings()
+    cached = compile_cache.load(BUILD / ".compile-cache", config, spec, settings)
+    if cached is not None:
+        return cached
+    from pipelines.compiler import compile_pipeline
+    from pipelines.requests import check_instance_types, check_requests
+
+    check_instance_types(config, spec)
+    compiled = compile_pipeline(spec, settings)
+    check_requests(config, compiled.spec, json.loads(compiled.definition))
+    compile_cache.save(BUILD / ".compile-cache", config, compiled)
+    return compiled
+
+
+def overrides(compiled: Any, definition: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
+    """``Name=Value`` overrides, typed against the definition the pipeline was compiled to (as for a local and
+    a SageMaker run alike), then given the checks defaults get: the parameter's min, max and choices, and the
+    SageMaker API's model for every request they reach. Exit 2 before anything runs."""
+    from pipelines.parameters import ParameterError, parse_overrides
+    from pipelines.requests import check_overrides
+
+    parsed = parse_overrides(definition, pairs)
+    problems = compiled.spec.refuse_overrides(parsed)
+    if problems:
+        raise ParameterError("; ".join(problems))
+    check_overrides(definition, parsed)
+    return parsed
+
+
+def write_run_report(view: Any, path: Path, figures: Path | None = None) -> None:
+    """The report at the end of a run: the execution's outcome stands whatever happens to its report."""
+    try:
+        from pipelines.report.html import write_report
+
+        write_report(view, path, figures)
+    except Exception as exc:
+        print(f"warning: the report could not be written: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def remote_client() -> Any:
+    """A SageMaker client for a region that is configured (exit 2 before anything is sent otherwise)."""
+    from pipelines.remote import Remote
+    from pipelines.settings import Settings
+
+    settings = Settings()
+    settings.require_region()
+    return Remote(settings)
+
+
+def view_dir(arn: str) -> Path:
+    """build/<pipeline>/<execution id>: where a SageMaker execution's results are downloaded."""
+    pipeline = arn.split(":pipeline/", 1)[-1].split("/", 1)[0]
+    return BUILD / pipeline / arn.rsplit("/", 1)[-1]

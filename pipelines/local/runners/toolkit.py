@@ -1,0 +1,259 @@
+"""SageMaker's training toolkit, emulated for one training job: what SageMaker writes into every node's
+container (``/opt/ml/input/config/*.json``, the code, the channels, the checkpoints it syncs) and the
+environment (``SM_*``) and command (the entry point, or torchrun per node under ``torch_distributed``) the
+toolkit starts the script with. `Toolkit.prepare` builds one node's container; `pipelines.local.runners.
+training` runs the nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.instances import gpu_count
+from pipelines.local.expressions import text
+from pipelines.local.runners.base import Job, StepFailed, check_requirements, job_environment
+from pipelines.local.store import StoreError
+
+GROUP = "homogeneousCluster"  # the instance group every instance of a homogeneous cluster is in
+# the ranks talk over the loopback interface only (gloo's sockets; NCCL's bootstrap on GPUs)
+LOOPBACK = {"GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1"}
+
+# torchrun starts each worker in a session of its own and never ties it to the agent: an agent killed with
+# SIGKILL (the engine escalating a stop, the engine itself killed) would leave its workers training, out of
+# reach of any process group the engine knows. So each worker is started through this line, which asks
+# Linux to kill it when its parent, the agent, dies (PR_SET_PDEATHSIG survives exec), then becomes the script.
+DIE_WITH_AGENT = (
+    "import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGKILL) if sys.platform == 'linux' "
+    "else None; os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+Snapshot = dict[str, tuple[int, int]]  # relative path -> (size, mtime ns)
+
+
+def snapshot(directory: Path) -> Snapshot:
+    return {
+        p.relative_to(directory).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in directory.rglob("*")
+        if p.is_file()
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def loopback_rendezvous() -> list[str]:
+    """torchrun's arguments for one node whose rendezvous is at 127.0.0.1 (``--standalone`` would advertise
+    the host's name, reachable from the network) on a free port."""
+    return ["--nnodes", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
+            "--local-addr", "127.0.0.1"]  # fmt: skip
+
+
+def multi_node_rendezvous() -> list[str]:
+    """torchrun's static rendezvous as SageMaker's toolkit starts it on every node (``--nnodes``,
+    ``--node-rank``, the master's address and port): here the master is algo-1 at 127.0.0.1."""
+    return ["--master-addr", "127.0.0.1", "--master-port", str(free_port())]
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU set, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def processes_for(instance_type: str, nproc: int | None) -> int:
+    """torch_distributed processes: --nproc, else the instance type's GPUs, at most the cores."""
+    if nproc:
+        return nproc
+    return max(1, min(gpu_count(instance_type) or 1, usable_cores()))
+
+
+@dataclass
+class Node:
+    """One node's container, ready to run: its command, environment, working directory, and its checkpoint
+    directory's files before the job (what it downloaded), to upload only what the job wrote."""
+
+    cmd: list[str]
+    env: dict[str, str]
+    cwd: Path
+    checkpoints: Path
+    before: Snapshot
+
+
+@dataclass
+class Toolkit:
+    """The training toolkit's contract for one training job of ``len(hosts)`` nodes."""
+
+    args: dict[str, Any]  # the CreateTrainingJob request, resolved
+    job: Job
+    hosts: list[str]
+    hyperparameters: dict[str, Any]  # decoded, the toolkit's own (sagemaker_*) removed
+    program: str  # sagemaker_program
+    submit: str  # sagemaker_submit_directory
+    distributed: bool  # torch_distributed
+    rendezvous: list[str]
+
+    @property
+    def instance_type(self) -> str:
+        return str(self.args.get("ResourceConfig", {}).get("InstanceType", ""))
+
+    def prepare(self, k: int, node: Job) -> Node:
+        """Node ``k``'s container: its /opt/ml, code, channels, config files, checkpoints, environment, command."""
+        if node is not self.job:
+            node.fresh_sandbox()
+        opt = node.sandbox / "opt" / "ml"
+        code = self._unpack_code(node, opt / "code")
+        env = self._environment(k, opt)
+        self._write_configs(opt / "input" / "config", k)
+        check_requirements(code / "requirements.txt", node, "SageMaker's training toolkit pip-installs it")
+        env |= self._channels(k, node)
+        checkpoints, before = self._checkpoints(node)
+        env["SM_CHECKPOINT_DIR"] = str(checkpoints)
+        user_args = [item for key, value in self.hyperparameters.items() for item in (f"--{key}", str(value))]
+        env["SM_USER_ARGS"] = json.dumps(user_args)
+        env["SM_TRAINING_ENV"] = json.dumps(self._training_env(k, env))
+        cmd, threads = self._command(k, [str(code / self.program), *user_args])
+        env["OMP_NUM_THREADS"] = str(threads)
+        if self.distributed:
+            env |= LOOPBACK
+        env |= {key: text(value) for key, value in self.args.get("Environment", {}).items()}
+        return Node(cmd, job_environment(env, node), code, checkpoints, before)
+
+    def _unpack_code(self, node: Job, code: Path) -> Path:
+        for directory in (code.parent / "model", code.parent / "output" / "data", code):
+            directory.mkdir(parents=True, exist_ok=True)
+        try:
+            with tarfile.open(self.job.store.path(self.submit), "r:gz") as tar:
+                tar.extractall(code, filter="data")
+        except (OSError, tarfile.TarError, StoreError) as exc:
+            raise StepFailed(f"ClientError: cannot unpack the source archive {self.submit}: {exc}",
+                             "ClientError") from exc  # fmt: skip
+        return code
+
+    def resource_config(self, k: int) -> dict[str, Any]:
+        """``/opt/ml/input/config/resourceconfig.json`` of node ``k``."""
+        return {
+            "current_host": self.hosts[k], "current_instance_type": self.instance_type, "current_group_name": GROUP,
+            "hosts": self.hosts, "network_interface_name": "lo",
+            "instance_groups": [{"instance_group_name": GROUP, "instance_type": self.instance_type,
+                                 "hosts": self.hosts}],
+        }  # fmt: skip
+
+    def input_data_config(self) -> dict[str, Any]:
+        """``/opt/ml/input/config/inputdataconfig.json``: each channel's input mode and distribution."""
+        return {
+            c["ChannelName"]: {
+                "TrainingInputMode": c.get("InputMode", "File"), "RecordWrapperType": "None",
+                "S3DistributionType": c["DataSource"]["S3DataSource"].get("S3DataDistributionType",
+                                                                          "FullyReplicated"),
+            }
+            for c in self.args.get("InputDataConfig", [])
+        }  # fmt: skip
+
+    def _write_configs(self, config: Path, k: int) -> None:
+        """What SageMaker writes into every training container, whatever the toolkit makes of it."""
+        config.mkdir(parents=True, exist_ok=True)
+        (config / "hyperparameters.json").write_text(json.dumps(self.args.get("HyperParameters", {}), indent=2))
+        (config / "resourceconfig.json").write_text(json.dumps(self.resource_config(k)))
+        (config / "inputdataconfig.json").write_text(json.dumps(self.input_data_config()))
+
+    def _environment(self, k: int, opt: Path) -> dict[str, str]:
+        """The toolkit's documented variables for node ``k`` (the channels and checkpoints come after)."""
+        env = {
+            "SM_MODEL_DIR": str(opt / "model"),
+            "SM_OUTPUT_DATA_DIR": str(opt / "output" / "data"),
+            "SM_OUTPUT_DIR": str(opt / "output"),
+            "SM_OUTPUT_INTERMEDIATE_DIR": str(opt / "output" / "intermediate"),
+            "SM_INPUT_DIR": str(opt / "input"),
+            "SM_INPUT_CONFIG_DIR": str(opt / "input" / "config"),
+            "SM_HOSTS": json.dumps(self.hosts),
+            "SM_CURRENT_HOST": self.hosts[k],
+            "SM_CURRENT_INSTANCE_TYPE": self.instance_type,
+            "SM_NETWORK_INTERFACE_NAME": "lo",
+            # what the instance type has, as the toolkit reports it (the job still runs on this machine's devices)
+            "SM_NUM_GPUS": str(gpu_count(self.instance_type)),
+            "SM_NUM_CPUS": str(os.cpu_count() or 1),
+            "SM_NUM_NEURONS": "0",
+            "SM_LOG_LEVEL": "20",
+            "SM_HPS": json.dumps(self.hyperparameters),
+            "SM_USER_ENTRY_POINT": self.program,
+            "SM_MODULE_NAME": self.program.removesuffix(".py"),
+            "SM_MODULE_DIR": self.submit,
+            "SM_FRAMEWORK_PARAMS": "{}",
+            "SM_RESOURCE_CONFIG": json.dumps(self.resource_config(k)),
+            "SM_INPUT_DATA_CONFIG": json.dumps(self.input_data_config()),
+            "TRAINING_JOB_NAME": self.job.job_name,
+            "TRAINING_JOB_ARN": self.job.arn("training-job"),
+        }
+        # SM_HP_<NAME>: each hyperparameter, its name upper-cased, as the toolkit sets them
+        env |= {f"SM_HP_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
+                for name, value in self.hyperparameters.items()}  # fmt: skip
+        return env
+
+    def _channels(self, k: int, node: Job) -> dict[str, str]:
+        """Each channel staged into ``/opt/ml/input/data/<channel>`` (a ``ShardedByS3Key`` channel: this node's
+        share of its objects), as ``SM_CHANNEL_<NAME>`` and ``SM_CHANNELS``."""
+        env, channels = {}, []
+        for channel in self.args.get("InputDataConfig", []):
+            name = channel["ChannelName"]
+            source = channel["DataSource"]["S3DataSource"]
+            sharded = source.get("S3DataDistributionType") == "ShardedByS3Key" and len(self.hosts) > 1
+            share = (k, len(self.hosts)) if sharded else None
+            env[f"SM_CHANNEL_{name.upper()}"] = str(node.stage(source["S3Uri"], f"/opt/ml/input/data/{name}", share))
+            channels.append(name)
+        env["SM_CHANNELS"] = json.dumps(channels)
+        return env
+
+    def _checkpoints(self, node: Job) -> tuple[Path, Snapshot]:
+        """The checkpoint directory, with what the checkpoint URI holds (every node gets it), as SageMaker
+        syncs it before the job starts."""
+        checkpoint = self.args.get("CheckpointConfig")
+        where = checkpoint.get("LocalPath", "/opt/ml/checkpoints") if checkpoint else "/opt/ml/checkpoints"
+        local = Path(node.relocate(where))
+        local.mkdir(parents=True, exist_ok=True)
+        if checkpoint and self.job.store.exists(checkpoint["S3Uri"]):
+            self.job.store.download(checkpoint["S3Uri"], local)
+            node.log(f"restored checkpoints from {checkpoint['S3Uri']}")
+        return local, snapshot(local)
+
+    def _training_env(self, k: int, env: dict[str, str]) -> dict[str, Any]:
+        """``SM_TRAINING_ENV``: the toolkit's whole view of the job, as one JSON object."""
+        channels = json.loads(env["SM_CHANNELS"])
+        return {
+            "channel_input_dirs": {c: env[f"SM_CHANNEL_{c.upper()}"] for c in channels}, "current_host": self.hosts[k],
+            "current_instance_type": self.instance_type, "hosts": self.hosts, "hyperparameters": self.hyperparameters,
+            "input_config_dir": env["SM_INPUT_CONFIG_DIR"], "input_data_config": self.input_data_config(),
+            "input_dir": env["SM_INPUT_DIR"], "job_name": self.job.job_name, "log_level": 20,
+            "model_dir": env["SM_MODEL_DIR"], "module_dir": self.submit, "module_name": env["SM_MODULE_NAME"],
+            "network_interface_name": "lo", "num_cpus": os.cpu_count() or 1,
+            "num_gpus": gpu_count(self.instance_type), "output_data_dir": env["SM_OUTPUT_DATA_DIR"],
+            "output_dir": env["SM_OUTPUT_DIR"], "resource_config": self.resource_config(k),
+            "user_entry_point": self.program,
+        }  # fmt: skip
+
+    def _command(self, k: int, argv: list[str]) -> tuple[list[str], int]:
+        """(the command node ``k`` runs, its processes' threads): the script, or torchrun per node; the local
+        nodes share this machine's cores, split among their processes."""
+        cores = usable_cores() // len(self.hosts) or 1
+        if self.distributed:
+            n = processes_for(self.instance_type, self.job.nproc)
+            nodes = ["--nnodes", str(len(self.hosts)), "--node-rank", str(k)] if len(self.hosts) > 1 else []
+            cmd = [self.job.python, "-m", "torch.distributed.run", *nodes, *self.rendezvous, "--nproc_per_node", str(n),
+                   "--no-python", self.job.python, "-c", DIE_WITH_AGENT, *argv]  # fmt: skip
+        else:
+            n, cmd = 1, [self.job.python, *argv]
+        # torchrun would give each process one thread; the cores are split among the processes instead
+        threads = max(1, cores // n)
+        if k == 0:
+            self.job.log(f"{len(self.hosts)} node(s) x {n} process(es) x {threads} thread(s) on {usable_cores()} "
+                         f"core(s)" + (" (torchrun)" if self.distributed else ""))  # fmt: skip
+        return cmd, threads
