@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.compiler.code import CodeBundle, pack_steps
-from pipelines.compiler.context import CompileContext, CompileError, offline_session, sdk_environment
+from pipelines.compiler.context import CompileContext, CompileError, offline_aws, offline_session, sdk_environment
 from pipelines.compiler.deploy import compile_deploy
 from pipelines.compiler.evaluation import compile_evaluation
 from pipelines.compiler.gate import compile_gate
@@ -62,6 +62,12 @@ def canonical_json(definition: str) -> str:
 
 
 def compile_pipeline(spec: PipelineSpec, settings: Settings | None = None) -> CompiledPipeline:
+    """The spec's definition, compiled offline: no network, and none of the caller's AWS configuration read."""
+    with offline_aws():
+        return _compile(spec, settings)
+
+
+def _compile(spec: PipelineSpec, settings: Settings | None = None) -> CompiledPipeline:
     sdk_environment()
     from sagemaker.workflow.execution_variables import ExecutionVariables
     from sagemaker.workflow.parameters import ParameterBoolean, ParameterFloat, ParameterInteger, ParameterString

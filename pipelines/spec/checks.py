@@ -68,19 +68,48 @@ def check_pipeline(spec: PipelineSpec) -> list[Problem]:
     return checks.problems
 
 
-# environment variable names that hold credentials; their values would sit in plain text in the definition,
-# Studio, the execution records and every job's description
-SECRET_NAME = re.compile(r"(_KEY|_TOKEN|_SECRET|PASSWORD|PASSWD|_CREDENTIALS?)$|^(API_?KEY|TOKEN|SECRET)|PASSWORD",
-                         re.IGNORECASE)  # fmt: skip
+# What a secret looks like in `environment:` (its value would sit in plain text in the definition, Studio, the
+# execution records and every job's description). By name: a word of the name (split at '_', '-' and '.') says
+# so, or it ends in KEY after an API/ACCESS/PRIVATE/... word. By value, whatever the name: the common shapes
+# of credentials (the patterns secret scanners such as GitHub's and gitleaks' look for).
+SECRET_WORDS = {"PASSWORD", "PASSWD", "PASS", "PWD", "PASSPHRASE", "SECRET", "SECRETS", "TOKEN", "TOKENS",
+                "APIKEY", "PAT", "CREDENTIAL", "CREDENTIALS", "CREDS", "AUTH", "COOKIE", "PRIVATEKEY",
+                "CLIENTSECRET"}  # fmt: skip
+KEY_QUALIFIERS = {"API", "ACCESS", "PRIVATE", "SECRET", "SIGNING", "ENCRYPTION", "MASTER", "SSH", "LICENSE"}
+SECRET_VALUES = {
+    "a URL with a password": re.compile(r"^[a-z][a-z0-9+.-]*://[^/\s:@]*:[^/\s@]+@", re.IGNORECASE),
+    "a private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    "an AWS access key id": re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
+    "a GitHub token": re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{20,})"),
+    "an OpenAI-style API key": re.compile(r"\bsk-(proj-)?[A-Za-z0-9_-]{20,}"),
+    "a Slack token": re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+    "a Google API key": re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),
+    "a JSON web token": re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+}
 SECRET_REFERENCE = re.compile(r"^arn:aws[a-z-]*:(secretsmanager|ssm):")
+
+
+def secret_kind(name: str, value: str) -> str | None:
+    """Why ``name: value`` looks like a secret (None when it does not); a Secrets Manager or SSM ARN never is."""
+    if SECRET_REFERENCE.match(value):
+        return None
+    words = [w for w in re.split(r"[_.\-]+", name.upper()) if w]
+    if any(w in SECRET_WORDS for w in words):
+        return "its name says it holds a secret"
+    qualified = any(w == "KEY" and i > 0 and words[i - 1] in KEY_QUALIFIERS for i, w in enumerate(words))
+    if qualified or (words and words[-1] == "KEY"):
+        return "its name says it holds a key"
+    found = next((what for what, pattern in SECRET_VALUES.items() if pattern.search(value)), None)
+    return f"its value is {found}" if found else None
 
 
 def _no_secrets(checks: Checks, step: Any, here: Path_) -> None:
     for name, value in step.environment.items():
-        if SECRET_NAME.search(name) and not SECRET_REFERENCE.match(str(value)):
+        why = secret_kind(name, str(value))
+        if why:
             checks.add(
                 (*here, "environment", name),
-                f"'{name}' looks like a secret: its value would be stored in plain text in the pipeline "
+                f"'{name}' looks like a secret ({why}): its value would be stored in plain text in the pipeline "
                 "definition, Studio and every job's description",
                 f"store it in AWS Secrets Manager and pass the secret's ARN instead ({name}_ARN: "
                 "arn:aws:secretsmanager:<region>:<account>:secret:<name>), which the script reads with boto3 "

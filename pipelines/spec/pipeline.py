@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import graphlib
+import math
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 
 from pydantic import Field, model_validator
@@ -51,6 +52,10 @@ class ParameterSpec(Model):
 
     @model_validator(mode="after")
     def _default_matches_type(self) -> ParameterSpec:
+        for key in ("default", "min", "max"):
+            value = getattr(self, key)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{key} {value!r} is not a finite number")
         ok = isinstance(self.default, _PYTHON_TYPES[self.type])
         if self.type in ("Integer", "Float") and isinstance(self.default, bool):
             ok = False

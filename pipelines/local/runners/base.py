@@ -26,6 +26,7 @@ from typing import Any
 
 from pipelines.errors import RunFailure
 from pipelines.local.arns import arn
+from pipelines.local.environment import contained
 from pipelines.local.expressions import Resolver
 from pipelines.local.store import ObjectStore, StoreError
 
@@ -230,15 +231,10 @@ class Job:
         return target
 
 
-# a SageMaker job never sees the caller's credentials or settings: only the region passes through
-_NOT_PASSED = ("SM_", "SMP_", "AWS_")
-_PASSED = ("AWS_REGION", "AWS_DEFAULT_REGION")
-
-
-def job_environment(extra: dict[str, str], job: Job | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_PASSED) or k in _PASSED}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env | (job.environment if job else {}) | extra
+def job_environment(extra: dict[str, str], job: Job) -> dict[str, str]:
+    """A job's process environment: the allow-listed one (`pipelines.local.environment`), HOME in its sandbox,
+    the job's own settings (threads) and ``extra`` (the toolkit's variables, the spec's environment)."""
+    return contained(job.sandbox / "home", job.environment | extra)
 
 
 def check_requirements(path: Path, job: Job, installer: str) -> None:

@@ -10,7 +10,7 @@ import json
 import os
 import socket
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,7 @@ class Toolkit:
     submit: str  # sagemaker_submit_directory
     distributed: bool  # torch_distributed
     rendezvous: list[str]
+    launcher: list[str] = field(default_factory=list)  # what each node's command runs under (a network namespace)
 
     @property
     def instance_type(self) -> str:
@@ -247,8 +248,8 @@ class Toolkit:
         if self.distributed:
             n = processes_for(self.instance_type, self.job.nproc)
             nodes = ["--nnodes", str(len(self.hosts)), "--node-rank", str(k)] if len(self.hosts) > 1 else []
-            cmd = [self.job.python, "-m", "torch.distributed.run", *nodes, *self.rendezvous, "--nproc_per_node", str(n),
-                   "--no-python", self.job.python, "-c", DIE_WITH_AGENT, *argv]  # fmt: skip
+            cmd = [*self.launcher, self.job.python, "-m", "torch.distributed.run", *nodes, *self.rendezvous,
+                   "--nproc_per_node", str(n), "--no-python", self.job.python, "-c", DIE_WITH_AGENT, *argv]  # fmt: skip
         else:
             n, cmd = 1, [self.job.python, *argv]
         # torchrun would give each process one thread; the cores are split among the processes instead

@@ -14,7 +14,9 @@ from typing import Any
 
 from pipelines.files import write_atomic
 from pipelines.local.runners.base import CURVES_FILE, Job, Runner, StepFailed, host_names, on_every_instance
+from pipelines.local.runners.network import LoopbackNetwork
 from pipelines.local.runners.toolkit import (
+    Node,
     Snapshot,
     Toolkit,
     loopback_rendezvous,
@@ -152,15 +154,20 @@ def run_training(
     nodes = job.instances(len(toolkit.hosts))
     if len(nodes) > 1:
         job.log(f"running {len(nodes)} nodes ({', '.join(toolkit.hosts)}), each in {job.directory}/<host>/sandbox")
-    prepared = [toolkit.prepare(k, node) for k, node in enumerate(nodes)]
     capture = MetricCapture(args, job, on_metric)
     checkpoint = args.get("CheckpointConfig")
+    network = LoopbackNetwork(job.log) if toolkit.distributed else contextlib.nullcontext()
+    prepared: list[Node] = []
     try:
-        on_every_instance(nodes, lambda k, node: node.run(prepared[k].cmd, prepared[k].env, prepared[k].cwd, capture))
+        with network as namespace:
+            toolkit.launcher = namespace.prefix if namespace else []
+            prepared += [toolkit.prepare(k, node) for k, node in enumerate(nodes)]
+            on_every_instance(nodes, lambda k, node: node.run(prepared[k].cmd, prepared[k].env, prepared[k].cwd,
+                                                              capture))  # fmt: skip
     finally:
         write_atomic(job.directory / CURVES_FILE, json.dumps({job.job_name: capture.series}))
         if checkpoint:  # kept even when the job fails, so a rerun resumes
-            for node, ready in zip(nodes, prepared, strict=True):
+            for node, ready in zip(nodes, prepared, strict=False):
                 _upload_changed(node, ready.checkpoints, checkpoint["S3Uri"], ready.before)
     output_path = args["OutputDataConfig"]["S3OutputPath"].rstrip("/") + f"/{job.job_name}/output"
     _pack_outputs(job, nodes, output_path)
