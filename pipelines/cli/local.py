@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -82,29 +81,22 @@ def retry(args: argparse.Namespace) -> int:
 
 
 def _run_live(args: argparse.Namespace, make: Any) -> int:
-    """Run an execution under the live progress view; SIGTERM stops it as Ctrl-C does; then the summary, the
-    report and what to do next."""
+    """Run an execution under the live progress view; Ctrl-C and SIGTERM stop it (the engine stops its jobs,
+    then says which signal); then the summary, the report and what to do next."""
     from pipelines.local.progress import Progress
 
     progress = Progress()
     execution = make(progress.on_change)
-
-    def terminate(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    previous = signal.signal(signal.SIGTERM, terminate)
     progress.attach(execution)
     print(f"execution {execution.id} of {execution.pipeline}: record in {execution.directory}", flush=True)
     try:
         with progress:
             execution.run()
     except KeyboardInterrupt as exc:
-        how = str(exc) or "Ctrl-C"
+        how = {"SIGINT": "Ctrl-C"}.get(str(exc), str(exc) or "Ctrl-C")
         print(f"\nexecution {execution.id} Stopped ({how}): running jobs were stopped; "
               f"python -m pipelines local retry {execution.id} runs it again", file=sys.stderr)  # fmt: skip
         return 143 if how == "SIGTERM" else 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     view = close_execution(args, execution.id)
     from pipelines.report.outcomes import outcome
 

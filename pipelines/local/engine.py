@@ -12,13 +12,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import secrets
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,13 +144,49 @@ def select(states: dict[str, StepState], until: list[str] | None) -> set[str]:
 
 # --------------------------------------------------------------------------- the engine
 
+STOP_GRACE = 10.0  # seconds a stopped job has between SIGTERM and SIGKILL
+
+
+class Interrupts:
+    """While an execution runs, SIGINT (Ctrl-C) and SIGTERM set a flag that the engine's loop reads, instead
+    of raising KeyboardInterrupt wherever the main thread happens to be.
+
+    Python raises KeyboardInterrupt between any two bytecodes of the main thread, library code included.
+    Raised inside ``concurrent.futures.wait`` after it has acquired a future's lock and before its ``with``
+    block begins, it leaves that lock held for good: the worker thread finishing the future then blocks on
+    it forever, and so does every join of that thread (``ThreadPoolExecutor.shutdown``, the interpreter's
+    exit). That was the Ctrl-C that hung (found by interrupting such a wait in a loop: once in about 1,400
+    interrupts). Here the signal only sets `fired`; the loop raises KeyboardInterrupt itself, at a point of
+    its own, after which every job is stopped. Only the main thread can handle signals: elsewhere (an
+    execution run from a thread) nothing is installed.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.fired: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: object) -> None:
+        self.fired = self.fired or signal.Signals(signum).name
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
 
 @dataclass
 class LocalOptions:
     nproc: int | None = None  # torch_distributed processes (default: the instance type's GPUs, capped by cores)
     max_parallel: int = max(1, os.cpu_count() or 1)
     use_cache: bool = True
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] | None = None  # the wait between attempts (None: one a stop interrupts)
     until: list[str] | None = None  # run only these steps and what they wait for (selective execution)
 
 
@@ -312,31 +348,49 @@ class Execution:
         ]  # fmt: skip
 
     def run(self) -> str:
-        futures: dict[Future[None], StepState] = {}
-        pool = ThreadPoolExecutor(max_workers=self.options.max_parallel, thread_name_prefix="step")
-        try:
-            while True:
-                if not self.failure and not self.stopping.is_set():
-                    for state in self._ready():
-                        self._set(state, "Starting", started=time.time())
-                        futures[pool.submit(self._run_step, state)] = state
-                if not futures:
-                    break
-                done, _ = wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
-                for future in done:
-                    futures.pop(future)
-                    future.result()
-        except KeyboardInterrupt:
-            self.stop()
-            wait(list(futures), timeout=30)
-            self._settle()
-            self._finish("Stopped")
-            raise
-        finally:
-            pool.shutdown(wait=True)
+        """Run every selected step, at most ``max_parallel`` at once; the final status. Ctrl-C (SIGINT) and
+        SIGTERM stop the execution (see `Interrupts`): KeyboardInterrupt is raised from here once every job
+        is stopped, its name the signal's."""
+        done: queue.SimpleQueue[StepState] = queue.SimpleQueue()  # steps whose thread ended
+        running: dict[str, threading.Thread] = {}
+        with Interrupts() as interrupts:
+            try:
+                while True:
+                    if interrupts.fired:
+                        raise KeyboardInterrupt(interrupts.fired)
+                    if not self.failure and not self.stopping.is_set():
+                        for state in self._ready()[: self.options.max_parallel - len(running)]:
+                            self._set(state, "Starting", started=time.time())
+                            running[state.name] = self._start(state, done)
+                    if not running:
+                        break
+                    with contextlib.suppress(queue.Empty):
+                        ended = done.get(timeout=0.5)
+                        running.pop(ended.name).join()
+            except KeyboardInterrupt:
+                self.stop()
+                for thread in running.values():  # their jobs are gone: they end at once
+                    thread.join(timeout=STOP_GRACE)
+                self._settle()
+                self._finish("Stopped")
+                raise
         self._settle()
         self._finish("Failed" if self.failure else "Stopped" if self.stopping.is_set() else "Succeeded")
         return self.status
+
+    def _start(self, state: StepState, done: queue.SimpleQueue[StepState]) -> threading.Thread:
+        """The step on a thread of its own, which says on ``done`` when it ended. Daemon threads: nothing
+        left running can keep the process from exiting once the execution is recorded."""
+
+        def work() -> None:
+            try:
+                self._run_step(state)
+            finally:
+                done.put(state)
+
+        thread = threading.Thread(target=work, name=f"step-{state.name}", daemon=True)
+        thread.start()
+        return thread
 
     def _settle(self) -> None:
         """After a failure or a stop nothing new starts: what is still pending never runs."""
@@ -349,18 +403,22 @@ class Execution:
         with self.lock:
             self._save()
 
-    def stop(self) -> None:
-        """Ctrl-C: stop every running job's process group, then mark the execution Stopped."""
+    def stop(self, grace: float | None = None) -> None:
+        """Stop every running job, bounded: each job's process group gets SIGTERM, and whatever still runs
+        ``grace`` seconds later (a job that ignores SIGTERM, or one that started meanwhile) gets SIGKILL."""
         self.stopping.set()
+        deadline = time.time() + (STOP_GRACE if grace is None else grace)
         with self.lock:
             procs = list(self.processes)
         for proc in procs:
             _signal_group(proc, signal.SIGTERM)
-        deadline = time.time() + 10
         for proc in procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
+        with self.lock:  # a job started after the first look was sent SIGTERM as it registered (`Job.run`)
+            procs = list(dict.fromkeys([*procs, *self.processes]))
+        for proc in procs:
+            if proc.poll() is None:
                 _signal_group(proc, signal.SIGKILL)
 
     # ----------------------------------------------------------------- one step
@@ -458,7 +516,10 @@ class Execution:
                 if delay is None or self.stopping.is_set():
                     raise
                 log(f"attempt {attempt} failed ({exc.cause}); retrying in {delay:g} s")
-                self.options.sleep(delay)
+                if self.options.sleep is not None:
+                    self.options.sleep(delay)
+                elif self.stopping.wait(delay):  # a stop during the wait ends it: no new attempt
+                    raise
                 continue
             state.attempts.append(
                 {"attempt": number, "started": _iso(started), "ended": _iso(time.time()), "status": "Succeeded"}

@@ -96,13 +96,18 @@ LATEST = "latest"
 
 
 def resolve_id(root: Path, execution_id: str) -> str:
-    """An execution id as given, or ``latest``: the newest execution under the run root."""
+    """An execution id as given, or ``latest``: the execution started last under the run root (by its record's
+    start time: two started within one second have ids that sort by their random part)."""
     if execution_id != LATEST:
         return execution_id
-    ids = sorted(p.parent.name for p in (Path(root) / "executions").glob("*/execution.json"))
-    if not ids:
+    found = []
+    for path in (Path(root) / "executions").glob("*/execution.json"):
+        record = read_record(path.parent)
+        started = record.get("started") if record else None
+        found.append((started or "", path.parent.name))
+    if not found:
         raise RecordError(f"no executions under {root} yet: 'latest' names none (make pipeline-local starts one)")
-    return ids[-1]
+    return max(found)[1]
 
 
 def load_execution(root: Path, execution_id: str) -> dict[str, Any]:
