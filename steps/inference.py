@@ -44,6 +44,9 @@ except ImportError:  # pragma: no cover - outside the container
 
 _PHRASES = {400: "Bad Request", 406: "Not Acceptable", 413: "Payload Too Large", 415: "Unsupported Media Type"}
 MAX_BATCH = int(os.environ.get("MAX_BATCH_SIZE", "256"))
+# the pixels of one raw image at most: what SageMaker's 6 MB request would hold as uncompressed grey pixels. A
+# PNG compresses far better (a 492 KB file can declare 13000 x 13000), and decoding one takes its full size.
+MAX_PIXELS = 6 * 1024 * 1024
 
 
 class PayloadError(_Base):
@@ -142,37 +145,73 @@ def input_fn(request_body: bytes | str, request_content_type: str, context: Any 
     if not body:
         raise PayloadError(400, "the request body is empty")
     if content_type == "application/x-npy":
-        try:
-            return Payload(np.load(io.BytesIO(body), allow_pickle=False))
-        except (ValueError, OSError, EOFError) as exc:
-            raise PayloadError(400, f"not a .npy payload ({exc})") from exc
+        return Payload(_npy(body))
     if content_type == "application/json":
-        try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PayloadError(400, f"invalid JSON ({exc})") from exc
-        if isinstance(payload, dict):
-            if "instances" not in payload:
-                raise PayloadError(400, "a JSON object payload needs an 'instances' list")
-            payload = payload["instances"]
-        try:
-            return Payload(np.asarray(payload, dtype=np.float32))
-        except (ValueError, TypeError) as exc:
-            raise PayloadError(400, f"JSON pixels must be a rectangular nested list of numbers ({exc})") from exc
+        return Payload(_json(body))
     if content_type in ("image/png", "image/jpeg"):
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(io.BytesIO(body)) as img:
-                converted = img.convert("L" if img.mode in ("L", "1", "I", "I;16", "F") else "RGB")
-                return Payload(np.asarray(converted, dtype=np.float32), raw_image=True)
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise PayloadError(400, f"cannot decode the image ({exc})") from exc
+        return Payload(_image(body), raw_image=True)
     raise PayloadError(
         415,
         f"content type '{request_content_type}' is not supported; "
         "use application/x-npy, application/json, image/png or image/jpeg",
     )
+
+
+def _npy(body: bytes) -> np.ndarray:
+    """An .npy body, its header checked before anything is allocated: a header may declare any shape."""
+    stream = io.BytesIO(body)
+    try:
+        version = np.lib.format.read_magic(stream)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(stream, max_header_size=10_000)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise PayloadError(400, f"not a .npy payload ({exc})") from exc
+    if dtype.hasobject:
+        raise PayloadError(400, "the .npy payload holds Python objects (a pickle); send numbers")
+    declared = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
+    if declared > len(body) - stream.tell():
+        raise PayloadError(400, f"the .npy header declares {declared} bytes of data; the body holds "
+                                f"{len(body) - stream.tell()}")  # fmt: skip
+    try:
+        return np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise PayloadError(400, f"not a .npy payload ({exc})") from exc
+
+
+def _json(body: bytes) -> np.ndarray:
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PayloadError(400, f"invalid JSON ({exc})") from exc
+    except RecursionError:
+        raise PayloadError(400, "the JSON is nested too deeply") from None
+    if isinstance(payload, dict):
+        if "instances" not in payload:
+            raise PayloadError(400, "a JSON object payload needs an 'instances' list")
+        payload = payload["instances"]
+    try:
+        return np.asarray(payload, dtype=np.float32)
+    except (ValueError, TypeError) as exc:
+        raise PayloadError(400, f"JSON pixels must be a rectangular nested list of numbers ({exc})") from exc
+    except RecursionError:
+        raise PayloadError(400, "the JSON is nested too deeply") from None
+
+
+def _image(body: bytes) -> np.ndarray:
+    """One PNG or JPEG, its size read from its header and refused above `MAX_PIXELS` before decoding."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(body)) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise PayloadError(413, f"an image of {img.width} x {img.height} pixels; at most {MAX_PIXELS} "
+                                        "pixels per image")  # fmt: skip
+            converted = img.convert("L" if img.mode in ("L", "1", "I", "I;16", "F") else "RGB")
+            return np.asarray(converted, dtype=np.float32)
+    except Image.DecompressionBombError as exc:
+        raise PayloadError(413, f"the image is too large to decode ({exc})") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise PayloadError(400, f"cannot decode the image ({exc})") from exc
 
 
 def predict_fn(input_data: Payload, model: Predictor, context: Any = None) -> list[dict]:

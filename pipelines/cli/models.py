@@ -93,11 +93,14 @@ def deploy(args: argparse.Namespace) -> int:
             f"{package['ModelPackageVersion']}" + (" --local" if args.local else "") + ")"
         )
     if args.local:
+        from pipelines.local.serving import Serving
         from pipelines.local.serving import deploy as serve
 
-        archive = store(args).path(package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"])
+        container = package["InferenceSpecification"]["Containers"][0]
+        archive = store(args).path(container["ModelDataUrl"])
         config = f"{group_name}-v{package['ModelPackageVersion']}"[:63]
-        state = serve(run_root(args), args.endpoint, archive, config)
+        environment = {k: str(v) for k, v in container.get("Environment", {}).items()}
+        state = serve(run_root(args), args.endpoint, archive, config, Serving(environment))
         print(f"endpoint {args.endpoint} serves {group_name} version {package['ModelPackageVersion']} "
               f"at http://127.0.0.1:{state['port']}")  # fmt: skip
         return 0

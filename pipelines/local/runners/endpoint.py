@@ -11,7 +11,7 @@ from typing import Any
 
 from pipelines.files import write_atomic
 from pipelines.local.runners.base import Job, Runner, StepFailed
-from pipelines.local.serving import Capture, EndpointError, deploy
+from pipelines.local.serving import EndpointError, Serving, deploy
 from pipelines.local.store import StoreError
 
 
@@ -71,10 +71,12 @@ class EndpointRunner(Runner):
         model = _read(job, "models", variant["ModelName"], "model")
         try:
             archive = job.store.path(model["PrimaryContainer"]["ModelDataUrl"])
-            mounts = {bucket: str(path) for bucket, path in job.store.mounts.items()}
-            capture = Capture(config["DataCaptureConfig"], str(job.store.root), mounts) if config.get(
-                "DataCaptureConfig") else None  # fmt: skip
-            state = deploy(job.run_root, name, Path(archive), config_name, capture, log=job.log)
+            serving = Serving(
+                environment={k: str(v) for k, v in model["PrimaryContainer"].get("Environment", {}).items()},
+                data_capture=config.get("DataCaptureConfig"), store_root=str(job.store.root),
+                mounts={bucket: str(path) for bucket, path in job.store.mounts.items()},
+            )  # fmt: skip
+            state = deploy(job.run_root, name, Path(archive), config_name, serving, log=job.log)
         except (EndpointError, StoreError, OSError) as exc:
             raise StepFailed(f"endpoint {name} failed to serve {config_name}: {exc}") from exc
         url = f"http://127.0.0.1:{state['port']}"
