@@ -59,6 +59,13 @@ def format_path(path: Path_) -> str:
 # --------------------------------------------------------------------------- YAML with positions
 
 
+# What a spec may be: its file at most 1 MB (the API takes a compiled definition of at most 1 MB, and a spec
+# is far smaller than what it compiles to), and at most 100,000 values once YAML's aliases are expanded (a
+# "billion laughs" document of a few lines expands to billions: it is refused before anything walks it).
+MAX_SPEC_BYTES = 1024 * 1024
+MAX_SPEC_VALUES = 100_000
+
+
 class Positions:
     """Line and column (1-based) of every key and item in a YAML document, by path."""
 
@@ -66,10 +73,14 @@ class Positions:
         self.marks: dict[Path_, tuple[int, int]] = {}
         self.kinds: dict[Path_, dict[str, str]] = {}  # scalar children of mappings, for discriminators
         self.duplicates: list[tuple[Path_, int, int, int]] = []  # (key path, first line, repeated line, column)
+        self.values = 0
         if node is not None:
             self._walk(node, ())
 
     def _walk(self, node: yaml.Node, path: Path_) -> None:
+        self.values += 1
+        if self.values > MAX_SPEC_VALUES:
+            raise _TooLarge(node)
         self.marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
         if isinstance(node, yaml.MappingNode):
             scalars = {}
@@ -112,23 +123,51 @@ class Positions:
         return (1, 1)
 
 
-def read_yaml(path: Path) -> tuple[Any, Positions]:
+class _TooLarge(Exception):
+    def __init__(self, node: yaml.Node):
+        self.node = node
+
+
+def _read_text(path: Path) -> str:
+    """The spec's text: at most `MAX_SPEC_BYTES`, UTF-8 (a Latin-1 or binary file is named, not a traceback)."""
+
+    def refuse(line: int, rule: str, fix: str) -> SpecError:
+        return SpecError([SpecIssue(str(path), line, 1, "", rule, fix)])
+
     try:
-        text = path.read_text()
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise refuse(1, f"the spec is {size:,} bytes; a spec is at most {MAX_SPEC_BYTES:,}",
+                         "is this the right file? a pipeline spec is a few kilobytes of YAML")  # fmt: skip
+        raw = path.read_bytes()
     except OSError as exc:
-        raise SpecError(
-            [SpecIssue(str(path), 1, 1, "", f"cannot read the spec ({exc.strerror})", "check the path")]
-        ) from exc
+        raise refuse(1, f"cannot read the spec ({exc.strerror})", "check the path") from exc
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise refuse(line, f"the spec is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+                     "save it as UTF-8 (a YAML spec is text)") from None  # fmt: skip
+
+
+def read_yaml(path: Path) -> tuple[Any, Positions]:
+    text = _read_text(path)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        positions = Positions(node)
         data = yaml.safe_load(text)
+    except _TooLarge as exc:
+        mark = exc.node.start_mark
+        raise SpecError([SpecIssue(
+            str(path), mark.line + 1, mark.column + 1, "", f"the spec expands to over {MAX_SPEC_VALUES:,} values "
+            "(YAML aliases that repeat aliases multiply what is read)", "write the values out, or use fewer aliases",
+        )]) from None  # fmt: skip
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise SpecError(
             [SpecIssue(str(path), line, col, "", f"invalid YAML: {exc.problem}", "fix the YAML syntax")]
         ) from exc
-    positions = Positions(node)
     if positions.duplicates:  # PyYAML keeps the last value silently: the spec that runs is not the one read
         raise SpecError([
             SpecIssue(str(path), second, column, format_path(key), f"'{key[-1]}' is written twice, on lines {first} "

@@ -6,6 +6,7 @@ override is parsed, typed and refused the same way whichever runs it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pipelines.errors import UserError
@@ -22,11 +23,18 @@ def declared(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def parse_value(name: str, declared_type: str, text: str) -> Any:
+    """An override's text as its parameter's type. Numbers are written in ASCII digits (Python would read
+    ``१`` as 1) and are finite (``nan`` compares false with everything, and ``-inf`` passes any gate)."""
     try:
+        if declared_type in ("Integer", "Float") and not text.isascii():
+            raise ValueError
         if declared_type == "Integer":
             return int(text)
         if declared_type == "Float":
-            return float(text)
+            value = float(text)
+            if not math.isfinite(value):
+                raise ParameterError(f"parameter '{name}' is Float; {text!r} is not a finite number")
+            return value
         if declared_type == "Boolean":
             if text.lower() not in ("true", "false"):
                 raise ValueError

@@ -140,11 +140,12 @@ def compile_spec(config: str) -> Any:
     if cached is not None:
         return cached
     from pipelines.compiler import compile_pipeline
-    from pipelines.requests import check_instance_types, check_requests
+    from pipelines.requests import check_instance_types, check_pipeline, check_requests
 
     check_instance_types(config, spec)
     compiled = compile_pipeline(spec, settings)
     check_requests(config, compiled.spec, json.loads(compiled.definition))
+    check_pipeline(config, compiled.spec, compiled.name, compiled.definition)
     compile_cache.save(BUILD / ".compile-cache", config, compiled)
     return compiled
 

@@ -27,7 +27,11 @@ BUCKET = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
 
 
 def split_uri(uri: str) -> tuple[str, str]:
-    """(bucket, key); refuses what would leave the store: a bucket that is no bucket name, '..' or '.' in a key."""
+    """(bucket, key); refuses what would leave the store: a bucket that is no bucket name, '..' or '.' in a key,
+    and a query or fragment (which a URI parser would drop: ``s3://b/data?x=/../..`` must not read ``data``)."""
+    if "?" in uri or "#" in uri:
+        raise StoreError(f"{uri!r}: '?' and '#' are not allowed in s3:// URIs here (a query or fragment would "
+                         "be dropped, reading another key than the one written)")  # fmt: skip
     parsed = urlparse(uri)
     if parsed.scheme != "s3" or not parsed.netloc:
         raise StoreError(f"not an s3:// URI: {uri!r}")
@@ -67,6 +71,10 @@ class ObjectStore:
         self.root = Path(root).resolve()
         self.mounts = {b: Path(p).resolve() for b, p in (mounts or {}).items()}
 
+    def _bucket_root(self, uri: str) -> Path:
+        bucket, _ = split_uri(uri)
+        return self.mounts.get(bucket, self.root / bucket).resolve()
+
     def path(self, uri: str) -> Path:
         bucket, key = split_uri(uri)
         base = self.mounts.get(bucket, self.root / bucket)
@@ -80,15 +88,33 @@ class ObjectStore:
             tmp.write_bytes(data)
 
     def objects(self, uri: str) -> Iterator[tuple[str, Path]]:
-        """(relative key, file) of every object under a prefix; a URI naming one object yields just it."""
+        """(relative key, file) of every object under a prefix; a URI naming one object yields just it.
+
+        A symbolic link under the prefix, to a file or to a directory, is followed while it stays inside its
+        bucket and refused (`StoreError`) when it leads out of it: a job must read nothing outside."""
         path = self.path(uri)
         if path.is_file():
             yield path.name, path
             return
-        if path.is_dir():
-            for f in sorted(path.rglob("*")):
-                if f.is_file() and not _unpublished(f.name):
-                    yield f.relative_to(path).as_posix(), f
+        if not path.is_dir():
+            return
+        base = self._bucket_root(uri)
+        found, seen = [], set()
+        for directory, dirs, files in os.walk(path, followlinks=True):
+            real = os.path.realpath(directory)
+            if real in seen:  # a link back into a directory already listed: its objects are listed once
+                dirs.clear()
+                continue
+            seen.add(real)
+            for name in [*dirs, *files]:
+                entry = Path(directory) / name
+                if entry.is_symlink() and not entry.resolve().is_relative_to(base):
+                    raise StoreError(f"{uri!r}: {entry.relative_to(path).as_posix()} is a link to {entry.resolve()}, "
+                                     "outside its bucket; links must stay inside the bucket")  # fmt: skip
+            found += [Path(directory) / f for f in files if not _unpublished(f)]
+        for f in sorted(found):
+            if f.is_file():
+                yield f.relative_to(path).as_posix(), f
 
     def exists(self, uri: str) -> bool:
         return next(self.objects(uri), None) is not None

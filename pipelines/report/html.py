@@ -266,7 +266,8 @@ def _confusion(head: str, matrix: np.ndarray) -> str:
         if off[i, j] == 0:
             break
         rows.append([i, j, int(off[i, j]), f"{off[i, j] / max(totals[i], 1):.1%}"])
-    return f'<div data-figure="confusion-{html.escape(head)}"><p>{head}: {k} classes; the most confused pairs:</p>' + (
+    name = html.escape(head)  # a head's name comes from the data: never markup
+    return f'<div data-figure="confusion-{name}"><p>{name}: {k} classes; the most confused pairs:</p>' + (
         _table(["true", "predicted as", "images", "share of the true class"], rows, "confused-pairs") + "</div>"
     )
 

@@ -4,12 +4,13 @@ parameter whose default (or override) the value came from, with the rule and a d
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from pipelines.loader import SpecError, SpecIssue, format_path, read_yaml
 from pipelines.parameters import ParameterError
-from pipelines.requests.model import Violation, check_definition
+from pipelines.requests.model import Violation, check_definition, check_pipeline_request
 from pipelines.suggest import did_you_mean
 
 
@@ -32,6 +33,9 @@ def _key(step: Any, path: tuple[str | int, ...]) -> tuple[str, ...]:
 
 
 def _fix(violation: Violation, value: Any = None) -> str:
+    limit = re.search(r"over the limit of (\d+)", violation.rule)
+    if limit:
+        return f"shorten it to at most {limit.group(1)} characters"
     if violation.allowed and isinstance(value, str):
         hint = did_you_mean(value, violation.allowed)
         if hint:
@@ -95,6 +99,31 @@ def check_requests(config: str | Path, spec: Any, definition: dict[str, Any]) ->
         where = ".".join(str(p) for p in v.path)
         rule = f"{v.rule}, at {where} of step '{v.step}'" + (f" (from ${v.parameter})" if v.parameter else "")
         issues.append(SpecIssue(str(config), line, column, format_path(path), rule, _fix(v, _offending(v))))
+    raise SpecError(issues)
+
+
+# CreatePipeline's members -> the spec key that sets them
+PIPELINE_FIELDS: dict[str, tuple[str, ...]] = {"PipelineName": ("name",), "PipelineDescription": ("description",),
+                                               "Tags": ("tags",), "PipelineDefinition": ("steps",)}  # fmt: skip
+
+
+def check_pipeline(config: str | Path, spec: Any, name: str, definition: str) -> None:
+    """The CreatePipeline request the pipeline's upsert sends (its name with the prefix, the definition's size,
+    the description, the tags): a value the API refuses is an error at its spec line."""
+    violations = check_pipeline_request(name, definition, spec.description, spec.tags)
+    if not violations:
+        return
+    _, positions = read_yaml(Path(config))
+    issues = []
+    for v in violations:
+        path = PIPELINE_FIELDS.get(str(v.path[0]), ()) if v.path else ()
+        line, column = positions.at(path)
+        where = ".".join(str(p) for p in v.path)
+        rule, fix = f"{v.rule}, at {where}", _fix(v, _offending(v))
+        if v.path == ("PipelineDefinition",):
+            rule = f"the compiled definition is {len(definition):,} characters; {v.rule.split(', ')[-1]}"
+            fix = "fewer steps: split the pipeline into pipelines that read each other's outputs"
+        issues.append(SpecIssue(str(config), line, column, format_path(path), rule, fix))
     raise SpecError(issues)
 
 

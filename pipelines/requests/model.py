@@ -21,10 +21,13 @@ from pipelines.remote.jobs import operations
 
 
 class _Unknown:
-    """A value only the running execution knows (another step's output, the execution id)."""
+    """A value only the running execution knows (another step's output)."""
 
 
 UNKNOWN = _Unknown()
+# A pipeline execution's id is 12 lowercase letters and digits (``.../execution/0y8lzm3wmpu7``): names composed
+# with it (an endpoint configuration named <endpoint>-<execution id>) are checked at the length they will have.
+EXECUTION_ID = "e" * 12
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,12 @@ class Violation:
 
 @lru_cache(maxsize=1)
 def service_model() -> Any:
-    import botocore.session
+    """botocore's SageMaker service model, read from the files botocore ships (no session: nothing of the
+    caller's AWS configuration, such as a profile, is read)."""
+    from botocore.loaders import create_loader
+    from botocore.model import ServiceModel
 
-    return botocore.session.get_session().get_service_model("sagemaker")
+    return ServiceModel(create_loader().load_service_model("sagemaker", "service-2"), "sagemaker")
 
 
 def resolve(value: Any, parameters: dict[str, Any]) -> Any:
@@ -57,6 +63,8 @@ def resolve(value: Any, parameters: dict[str, Any]) -> Any:
         ref = str(value["Get"])
         if ref.startswith("Parameters."):
             return parameters.get(ref.split(".", 1)[1], UNKNOWN)
+        if ref == "Execution.PipelineExecutionId":
+            return EXECUTION_ID
         return UNKNOWN
     if set(value) == {"Std:Join"}:
         parts = [resolve(v, parameters) for v in value["Std:Join"]["Values"]]
@@ -78,16 +86,35 @@ def _parameter_of(raw: Any) -> str | None:
     return None
 
 
+# a definition step's own fields -> the API's shape for them (PipelineExecutionStep's StepName, StepDisplayName,
+# StepDescription: what SageMaker stores of a step)
+STEP_FIELDS = {"Name": "StepName", "DisplayName": "StepDisplayName", "Description": "StepDescription"}
+STEP_FIELD_WORDS = {"Name": "name", "DisplayName": "display name", "Description": "description"}
+
+
+def check_pipeline_request(name: str, definition: str, description: str | None,
+                           tags: dict[str, str]) -> list[Violation]:  # fmt: skip
+    """The CreatePipeline request `pipeline-upsert` sends, against the service model: the name, the definition's
+    size, the description and the tags."""
+    shape = service_model().operation_model("CreatePipeline").input_shape
+    request = {"PipelineName": name, "PipelineDefinition": definition, "PipelineDescription": description or "",
+               "ClientRequestToken": "00000000-0000-0000-0000-000000000000",  # botocore fills it in
+               "RoleArn": "arn:aws:iam::000000000000:role/r", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+    return [Violation("", path, f"{rule} (CreatePipeline)", allowed) for path, rule, allowed in
+            _check(shape, request, ())]  # fmt: skip
+
+
 def check_definition(definition: dict[str, Any], overrides: dict[str, Any] | None = None) -> list[Violation]:
     """Every violation of the service model in the definition, parameters at their defaults plus ``overrides``."""
     model = service_model()
     parameters = {p["Name"]: p.get("DefaultValue") for p in definition.get("Parameters", [])} | (overrides or {})
     out: list[Violation] = []
-    name_shape = model.shape_for("StepName")
     calls = operations()
     for step, _, _ in all_steps(definition):
-        for rule in _scalar(name_shape, step["Name"]):
-            out.append(Violation(step["Name"], ("Name",), f"step name {rule}"))
+        for key, shape_name in STEP_FIELDS.items():  # the step's own fields, as a pipeline's steps have them
+            if key in step:
+                out += [Violation(step["Name"], (key,), f"step {STEP_FIELD_WORDS[key]} {rule}") for rule in
+                        _scalar(model.shape_for(shape_name), step[key])]  # fmt: skip
         if step.get("Type", "") not in calls:
             continue
         operation, supplied = calls[step["Type"]]
