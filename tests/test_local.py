@@ -22,6 +22,7 @@ from pipelines.local.engine import DefinitionError, Execution
 from pipelines.local.expressions import ExpressionError, Resolver
 from pipelines.local.store import ObjectStore
 from tests.tools.datasets import write_digits
+from tests.tools.endpoints import message as message_of
 from tests.tools.engine import SELF_KILL, engine_with, processing_step
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -825,10 +826,9 @@ def test_redeploying_swaps_the_model_without_a_failed_request(first_run: dict, l
         (b"{bad", "application/json", "application/json", 400, "invalid JSON"),
         (b"", "application/x-npy", "application/json", 400, "empty"),
         (None, "application/x-npy", "application/json", 413, "at most 256"),
-        (b"x" * (6 * 1024 * 1024 + 1), "application/x-npy", "application/json", 413, "at most 6291456"),
     ],
 )
-def test_bad_requests_get_their_status_and_a_json_message_and_the_server_lives_on(
+def test_bad_requests_get_their_status_and_the_toolkits_message_and_the_server_lives_on(
     first_run: dict, local_root: dict, body: bytes | None, content_type: str, accept: str, status: int, message: str
 ) -> None:
     import numpy as np
@@ -838,7 +838,7 @@ def test_bad_requests_get_their_status_and_a_json_message_and_the_server_lives_o
     port = find(local_root["root"], "digits-quickstart")["port"]
     payload = _npy(np.zeros((257, 16, 16), np.uint8)) if body is None else body
     got, answer, _ = _post(port, payload, content_type, accept)
-    assert got == status and message in json.loads(answer)["error"], answer
+    assert got == status and message in message_of(answer), answer
     assert ping(port) is not None
 
 
