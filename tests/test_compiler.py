@@ -162,9 +162,7 @@ def test_register_and_deploy_run_only_when_the_gate_passes_and_deploy_only_when_
     assert [s["Type"] for s in deploy] == ["Model", "EndpointConfig", "Endpoint"] and not approved["Arguments"][
         "ElseSteps"
     ]
-    capture = deploy[1]["Arguments"]["DataCaptureConfig"]
-    assert capture["InitialSamplingPercentage"] == 20
-    assert capture["DestinationS3Uri"] == "s3://golden-bucket/bengali-grapheme/data-capture/bengali-grapheme/"
+    assert "DataCaptureConfig" not in deploy[1]["Arguments"]  # SageMaker Pipelines refuses it (pipelines.limits)
     register = gate["Arguments"]["IfSteps"][0]["Arguments"]
     assert register["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
     stats = register["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]["Std:Join"]["Values"]
@@ -180,6 +178,18 @@ def test_flagship_preprocessing_splits_the_images_among_its_instances_and_copies
     assert prep["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 2
     distribution = {i["InputName"]: i["S3Input"]["S3DataDistributionType"] for i in prep["ProcessingInputs"]}
     assert distribution == {"input": "ShardedByS3Key", "labels": "FullyReplicated", "code": "FullyReplicated"}
+
+
+def test_a_sharded_training_channel_compiles_to_sharded_by_s3_key(tmp_path: Path) -> None:
+    text = (ROOT / "config" / "digits.yaml").read_text().replace(
+        "      validation: preprocess.validation\n", "      validation: preprocess.validation\n    sharded: [train]\n"
+    )
+    spec = tmp_path / "sharded.yaml"
+    spec.write_text(text)
+    tune = next(s for s in definition(str(spec))["Steps"] if s["Type"] == "Tuning")["Arguments"]
+    channels = tune["TrainingJobDefinition"]["InputDataConfig"]
+    assert {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3DataDistributionType"] for c in channels} == {
+        "train": "ShardedByS3Key", "validation": "FullyReplicated"}
 
 
 def test_flagship_tuning_is_bayesian_ddp_on_spot_with_checkpoints() -> None:

@@ -152,6 +152,43 @@ def test_a_distributed_job_of_two_nodes_runs_torchrun_per_node_with_the_toolkits
     assert names == ["algo-1-rank0.txt", "algo-1-rank1.txt", "algo-2-rank2.txt", "algo-2-rank3.txt"]
 
 
+SHARE_DUMP = """
+    import json, os
+    names = json.loads(os.environ["SM_CHANNELS"])
+    channels = {c: sorted(os.listdir(os.environ[f"SM_CHANNEL_{c.upper()}"])) for c in names}
+    print("SHARE " + json.dumps({"host": os.environ["SM_CURRENT_HOST"], "channels": channels}))
+"""
+
+
+def test_a_sharded_training_channel_gives_each_node_its_share_and_a_replicated_one_all(tmp_path: Path) -> None:
+    """``S3DataDistributionType: ShardedByS3Key`` on a training channel, over 2 instances: each object reaches one
+    node; the FullyReplicated channel reaches both."""
+    import textwrap
+
+    from pipelines.local.engine import Execution, LocalOptions
+    from pipelines.local.store import ObjectStore
+
+    store = ObjectStore(tmp_path / "s3")
+    _source(store, {"share.py": textwrap.dedent(SHARE_DUMP)})
+    for k in range(5):
+        store.put_bytes(f"s3://b/data/train/part-{k}.npy", b"data")
+    store.put_bytes("s3://b/data/labels/labels.csv", b"id,label")
+    step = _training(2, False, {}, "share.py")
+    channels = step["Arguments"]["InputDataConfig"]
+    channels[0]["DataSource"]["S3DataSource"]["S3DataDistributionType"] = "ShardedByS3Key"
+    channels.append({"ChannelName": "labels", "DataSource": {"S3DataSource": {
+        "S3DataType": "S3Prefix", "S3Uri": "s3://b/data/labels/", "S3DataDistributionType": "FullyReplicated"}}})
+    execution = Execution(tmp_path, {"Version": "2020-12-01", "Parameters": [], "Steps": [step]}, {}, store,
+                          LocalOptions())  # fmt: skip
+    assert execution.run() == "Succeeded", execution.failure
+    log = (execution.step_dir("train") / "log.txt").read_text()
+    nodes = {n["host"]: n["channels"] for n in (json.loads(line.split("SHARE ", 1)[1]) for line in log.splitlines()
+                                                if "SHARE " in line)}  # fmt: skip
+    shares = [nodes[h]["train"] for h in ("algo-1", "algo-2")]
+    assert sorted(sum(shares, [])) == [f"part-{k}.npy" for k in range(5)] and [len(x) for x in shares] == [3, 2]
+    assert nodes["algo-1"]["labels"] == nodes["algo-2"]["labels"] == ["labels.csv"]
+
+
 def _tree(pid: int) -> list[int]:
     """A process and all its descendants, from /proc."""
     children: dict[int, list[int]] = {}

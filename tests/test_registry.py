@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from pipelines.cli import main
 from pipelines.local.registry import LocalRegistry, RegistryError, parse_ref
-from pipelines.remote.registry import SageMakerRegistry
+from pipelines.remote.registry import Deployment, SageMakerRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = {"Containers": [{"Image": "image", "ModelDataUrl": "s3://b/model.tar.gz"}]}
@@ -145,6 +145,31 @@ def test_deploying_an_approved_version_creates_the_model_config_and_endpoint(
     assert variant["InstanceType"] == "ml.c5.large" and variant["InitialInstanceCount"] == 1
     model = sm.describe_model(ModelName=variant["ModelName"])
     assert model["PrimaryContainer"]["ModelPackageName"] == arn  # the registered package itself, as approved
+    assert not config.get("DataCaptureConfig")
+
+
+@mock_aws
+def test_deploy_switches_data_capture_on_outside_the_pipeline(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SageMaker Pipelines refuses DataCaptureConfig in its steps: `deploy --data-capture` sets it on the
+    endpoint configuration it creates (CreateEndpointConfig + UpdateEndpoint, outside any pipeline)."""
+    sm, s3 = boto3.client("sagemaker"), boto3.client("s3")
+    arn = _sagemaker_package(sm, s3)
+    sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
+    monkeypatch.setenv("SMP_ROLE_ARN", "arn:aws:iam::123456789012:role/exec")
+    monkeypatch.setenv("SMP_DEFAULT_BUCKET", "reports")
+    with pytest.raises(SystemExit) as exited:
+        main(["deploy", "digits", "--endpoint", "e", "--data-capture", "101"])
+    assert exited.value.code == 2 and "not a whole percentage from 0 to 100" in capsys.readouterr().err
+    assert main(["deploy", "digits", "--endpoint", "e", "--capture-destination", "s3://b/c/"]) == 2
+    assert "--capture-destination needs --data-capture" in capsys.readouterr().err
+    assert main(["deploy", "digits", "--endpoint", "e", "--data-capture", "20"]) == 0
+    endpoint = sm.describe_endpoint(EndpointName="e")
+    config = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    assert config["DataCaptureConfig"]["InitialSamplingPercentage"] == 20
+    assert config["DataCaptureConfig"]["DestinationS3Uri"] == "s3://reports/data-capture/"
+    assert {o["CaptureMode"] for o in config["DataCaptureConfig"]["CaptureOptions"]} == {"Input", "Output"}
 
 
 def test_deploying_onto_an_existing_endpoint_updates_it_in_place() -> None:
@@ -173,7 +198,8 @@ def test_deploying_onto_an_existing_endpoint_updates_it_in_place() -> None:
             {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/e"},
             {"EndpointName": "e", "EndpointConfigName": stub_any()},
         )
-        assert registry.deploy(package, "e", "arn:aws:iam::123456789012:role/exec", "ml.m5.large") == "updated"
+        deployment = Deployment("e", "arn:aws:iam::123456789012:role/exec", "ml.m5.large")
+        assert registry.deploy(package, deployment) == "updated"
         stub.assert_no_pending_responses()
 
 

@@ -157,7 +157,7 @@ CASES = [
     ),
     (
         "metric-regex-too-long",
-        "      train_loss: 'train_loss=([0-9.eE+-]+)'\n",
+        "      train_loss: '\\btrain_loss=([0-9.eE+-]+)'\n",
         f"      train_loss: 'train_loss{'=' * 500}([0-9.eE+-]+)'\n",
         "    metrics:\n      train_loss: 'train_loss==",
         r"over the limit of 500",
@@ -190,6 +190,61 @@ CASES = [
         "default: Aproved",
         r"'Aproved' is not a valid ModelApprovalStatus.*\(from \$ModelApprovalStatus\)",
     ),
+    # the rules the service model does not carry (pipelines/limits.py), each with its source
+    (
+        "data-capture-in-a-pipeline",
+        "    endpoint_name: digits-quickstart\n",
+        "    endpoint_name: digits-quickstart\n    data_capture: {sampling_percentage: 20}\n",
+        "    data_capture:",
+        r"SageMaker Pipelines refuses DataCaptureConfig in an EndpointConfig step \(sagemaker-python-sdk 34b16d3dc"
+        r".*\n    fix: remove it, and switch capture on .*--data-capture PERCENT",
+    ),
+    (
+        "training-runtime-over-28-days",
+        "    max_parallel_jobs: 2\n",
+        "    max_parallel_jobs: 2\n    max_runtime_seconds: 2419201\n",
+        "max_runtime_seconds",
+        r"2419201 s is over 28 days \(2419200 s\).*MaxRuntimeInSeconds: the maximum value is 28 days",
+    ),
+    (
+        "grid-max-jobs-other-than-the-combinations",
+        "      lr: {type: continuous, min: 0.0005, max: 0.03, scaling: log}\n"
+        "      dropout: {type: continuous, min: 0.0, max: 0.4, scaling: linear}\n    strategy: Bayesian\n",
+        "      lr: {type: categorical, values: [0.001, 0.003, 0.01]}\n"
+        "      dropout: {type: categorical, values: [0.0, 0.2]}\n    strategy: Grid\n",
+        "    default: 4\n    description: Training jobs",
+        r"6 distinct combination\(s\).*must equal 6, not 4 \(developer guide, How Hyperparameter Tuning Works"
+        r".*\(from \$TuningJobs\)\n    fix: remove max_jobs \(SageMaker then runs all 6\), or set it to 6",
+    ),
+    (
+        "hyperband-with-early-stopping",
+        "    strategy: Bayesian\n",
+        "    strategy: Hyperband\n    early_stopping: Auto\n",
+        "early_stopping: Auto",
+        r"Hyperband stops trials itself: TrainingJobEarlyStoppingType must be Off",
+    ),
+    (
+        "hyperband-with-nothing-to-infer-max-resource-from",
+        "      epochs: $Epochs\n",
+        "",
+        "    strategy: Hyperband",
+        r"Hyperband needs a MaxResource.*\n    fix: add hyperband: \{max_resource: N\}",
+    ),
+    (
+        "hyperband-settings-with-another-strategy",
+        "    strategy: Bayesian\n",
+        "    strategy: Bayesian\n    hyperband: {max_resource: 4}\n",
+        "    hyperband:",
+        r"hyperband: configures the Hyperband strategy, not Bayesian",
+    ),
+    (
+        "endpoint-config-name-over-63-with-the-execution-id",
+        "    endpoint_name: digits-quickstart\n",
+        f"    endpoint_name: e{'x' * 53}\n",
+        "    endpoint_name: e",
+        r"is 67 characters \(with the execution id SageMaker adds\), over the limit of 63.*EndpointConfigName"
+        r".*\n    fix: shorten it by 4 character",
+    ),
     (
         "checkpoint-uri-malformed",
         "    max_parallel_jobs: 2\n",
@@ -213,6 +268,8 @@ def test_a_value_the_api_refuses_exits_2_at_its_line_with_the_rule(
     text = QUICKSTART.replace(old, new, 1)
     if case == "derived-step-name-over-64":  # the deploy step names the registration it waits for
         text = text.replace("    registration: register ", f"    registration: register-{LONG} ")
+    if case == "hyperband-with-nothing-to-infer-max-resource-from":
+        text = text.replace("    strategy: Bayesian\n", "    strategy: Hyperband\n")
     if case == "instance-type-parameter-default":
         text = text.replace(
             "\nparameters:\n", "\nparameters:\n  EvalType:\n    type: String\n    default: ml.m5.xlrge\n"
@@ -233,8 +290,29 @@ def test_every_golden_definition_passes_the_service_model(golden: Path) -> None:
 
 
 @pytest.mark.parametrize("config", sorted((ROOT / "config").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_spec_validates_against_the_service_model(config: Path) -> None:
+def test_every_shipped_spec_validates_against_the_service_model(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["validate", str(config)]) == 0
+    assert "warning" not in capsys.readouterr().err  # its metric regexes each read one line of train.py's
+
+
+def test_a_metric_regex_that_reads_two_of_the_scripts_lines_is_a_warning_at_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``val_weighted_recall=`` also matches train.py's closing ``best_val_weighted_recall=`` line: an epoch that
+    never ran, on SageMaker's chart and for the tuner."""
+    old = "      val_weighted_recall: '\\bval_weighted_recall=([0-9.eE+-]+)'\n"
+    assert old in QUICKSTART
+    text = QUICKSTART.replace(old, "      val_weighted_recall: 'val_weighted_recall=([0-9.eE+-]+)'\n")
+    spec = tmp_path / "unanchored.yaml"
+    spec.write_text(text)
+    assert main(["validate", str(spec)]) == 0  # a warning, not a refusal
+    err = capsys.readouterr().err
+    line = _line(text, "      val_weighted_recall: 'val")
+    assert f"{spec}:{line}:7: warning: steps[1].metrics.val_weighted_recall: the regex" in err
+    assert "matches 2 of the lines steps/train.py prints" in err and "best_val_weighted_recall" in err
+    assert "fix: anchor it" in err
 
 
 def test_overrides_get_the_same_checks_as_defaults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,8 +24,8 @@ from tests.tools.archives import put_source_archive
 TOY = """
     import argparse, sys, time
     p = argparse.ArgumentParser()
-    p.add_argument("--x", type=float, required=True)
-    p.add_argument("--n", type=int, default=1)
+    p.add_argument("-x", type=float, required=True)  # one letter: the toolkit passes it as -x
+    p.add_argument("-n", type=int, default=1)
     p.add_argument("--mode", default="a")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--fail-below", type=float, default=-1.0)
@@ -48,11 +48,12 @@ def source_archive(store: ObjectStore, uri: str) -> None:
 def tuning_definition(
     ranges: dict[str, list[dict[str, Any]]],
     strategy: str = "Random",
-    max_jobs: int = 4,
+    max_jobs: int | None = 4,
     parallel: int = 1,
     early_stopping: str = "Off",
     seed: int = 7,
     static: dict[str, str] | None = None,
+    strategy_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     ranges = {"ContinuousParameterRanges": [], "IntegerParameterRanges": [], "CategoricalParameterRanges": []} | ranges
     hyperparameters = {
@@ -72,10 +73,12 @@ def tuning_definition(
                         "Strategy": strategy,
                         "RandomSeed": seed,
                         "HyperParameterTuningJobObjective": {"MetricName": "score", "Type": "Maximize"},
-                        "ResourceLimits": {"MaxNumberOfTrainingJobs": max_jobs, "MaxParallelTrainingJobs": parallel},
+                        "ResourceLimits": {"MaxParallelTrainingJobs": parallel}
+                        | ({} if max_jobs is None else {"MaxNumberOfTrainingJobs": max_jobs}),
                         "ParameterRanges": ranges,
                         "TrainingJobEarlyStoppingType": early_stopping,
-                    },
+                    }
+                    | ({"StrategyConfig": strategy_config} if strategy_config else {}),
                     "TrainingJobDefinition": {
                         "AlgorithmSpecification": {
                             "TrainingImage": "image",
@@ -210,20 +213,46 @@ def test_integer_and_categorical_values_reach_the_script_as_sagemaker_passes_the
     assert "Gaussian-process sampler" in log and "ScalingType Auto is searched on a linear scale" in log
 
 
-def test_grid_search_runs_every_combination_once(tmp_path: Path) -> None:
-    definition = tuning_definition(
-        {
-            "CategoricalParameterRanges": [
-                {"Name": "mode", "Values": ["a", "b"]},
-                {"Name": "x", "Values": ["0.2", "0.7"]},
-            ]
-        },  # noqa: E501
-        strategy="Grid",
-        max_jobs=10,
-    )
-    execution = run(tmp_path, definition)
+GRID = {"CategoricalParameterRanges": [{"Name": "mode", "Values": ["a", "b", "a"]},
+                                       {"Name": "x", "Values": ["0.2", "0.7"]}]}  # fmt: skip
+
+
+def test_grid_search_runs_every_distinct_combination_once(tmp_path: Path) -> None:
+    execution = run(tmp_path, tuning_definition(GRID, strategy="Grid", max_jobs=None))
     combos = {(t["Parameters"]["mode"], t["Parameters"]["x"]) for t in trials(execution)}
     assert len(trials(execution)) == 4 and combos == {("a", "0.2"), ("a", "0.7"), ("b", "0.2"), ("b", "0.7")}
+
+
+@pytest.mark.parametrize(
+    ("strategy", "max_jobs", "early_stopping", "static", "strategy_config", "reason"),
+    [
+        ("Grid", 10, "Off", None, None, "MaxNumberOfTrainingJobs, when given, must equal 4, not 10"),
+        ("Hyperband", 4, "Auto", {"epochs": "3"}, None, "TrainingJobEarlyStoppingType must be Off"),
+        ("Hyperband", 4, "Off", None, None, "Hyperband needs a MaxResource"),
+    ],
+    ids=["grid-jobs-not-the-combinations", "hyperband-with-early-stopping", "hyperband-without-max-resource"],
+)
+def test_a_strategy_setting_sagemaker_refuses_fails_the_step_as_a_client_error_never_adjusted(
+    tmp_path: Path, strategy: str, max_jobs: int, early_stopping: str, static: dict[str, str] | None,
+    strategy_config: dict[str, Any] | None, reason: str,
+) -> None:  # fmt: skip
+    ranges = GRID if strategy == "Grid" else {"ContinuousParameterRanges": [X]}
+    definition = tuning_definition(ranges, strategy=strategy, max_jobs=max_jobs, early_stopping=early_stopping,
+                                   static=static, strategy_config=strategy_config)  # fmt: skip
+    execution = run(tmp_path, definition)
+    state = execution.states["tune"]
+    assert execution.status == "Failed" and state.failure_reason and reason in state.failure_reason
+    assert (state.failure_reason or "").startswith("ClientError")
+    assert not (execution.step_dir("tune") / "trials").exists()  # refused before any training job
+
+
+def test_hyperband_takes_its_resources_from_the_strategy_config(tmp_path: Path) -> None:
+    definition = tuning_definition({"ContinuousParameterRanges": [X]}, strategy="Hyperband", max_jobs=3,
+                                   static={"epochs": "2"},
+                                   strategy_config={"HyperbandStrategyConfig": {"MinResource": 1, "MaxResource": 2}})
+    execution = run(tmp_path, definition)
+    assert execution.status == "Succeeded"
+    assert "Hyperband pruner, 1 to 2 epochs" in (execution.step_dir("tune") / "log.txt").read_text()
 
 
 # --------------------------------------------------------------------------- early stopping

@@ -74,12 +74,38 @@ def registry_reject(args: argparse.Namespace) -> int:
     return _set_status(args, "Rejected")
 
 
+def _percent(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 0 <= int(text) <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole percentage from 0 to 100")
+    return int(text)
+
+
+def _capture(args: argparse.Namespace, bucket: str) -> dict[str, Any] | None:
+    """The endpoint configuration's DataCaptureConfig the flags ask for (SageMaker Pipelines refuses one in a
+    pipeline, so it is switched on here, outside it), or None."""
+    if args.data_capture is None:
+        if args.capture_destination:
+            raise UsageError("--capture-destination needs --data-capture PERCENT")
+        return None
+    from pipelines.spec.deploy import data_capture_config
+
+    destination = args.capture_destination or f"s3://{bucket}/data-capture/"
+    if not destination.startswith("s3://") or "?" in destination or "#" in destination:
+        raise UsageError(f"--capture-destination {destination!r} is not an s3://bucket/prefix/ URI")
+    return data_capture_config(args.data_capture, destination)
+
+
 @group.command("deploy", "deploy an approved model package to an endpoint (SageMaker, or --local)",
                option("package", metavar="GROUP[:VERSION]"),
                option("--endpoint", required=True, help="endpoint name; an existing one is updated in place"),
                option("--local", action="store_true", help="a local endpoint on 127.0.0.1"), ROOT, MOUNT,
                option("--instance-type", default="ml.m5.large", help="SageMaker instance type (default ml.m5.large)"),
-               option("--instance-count", type=int, default=1))  # fmt: skip
+               option("--instance-count", type=int, default=1),
+               option("--data-capture", type=_percent, metavar="PERCENT",
+                      help="capture this share of requests and responses (SageMaker's data capture)"),
+               option("--capture-destination", metavar="S3_URI",
+                      help="where captures go (default s3://<bucket>/data-capture/; SageMaker adds "
+                           "<endpoint>/<variant>/<hour>/)"))  # fmt: skip
 def deploy(args: argparse.Namespace) -> int:
     from pipelines.local.registry import parse_ref
 
@@ -100,7 +126,12 @@ def deploy(args: argparse.Namespace) -> int:
         archive = store(args).path(container["ModelDataUrl"])
         config = f"{group_name}-v{package['ModelPackageVersion']}"[:63]
         environment = {k: str(v) for k, v in container.get("Environment", {}).items()}
-        state = serve(run_root(args), args.endpoint, archive, config, Serving(environment))
+        from pipelines.settings import Settings
+
+        capture = _capture(args, Settings().bucket)  # under the local object store, as a local run's outputs
+        serving = Serving(environment, capture, str(store(args).root),
+                          {b: str(p) for b, p in store(args).mounts.items()})  # fmt: skip
+        state = serve(run_root(args), args.endpoint, archive, config, serving)
         print(f"endpoint {args.endpoint} serves {group_name} version {package['ModelPackageVersion']} "
               f"at http://127.0.0.1:{state['port']}")  # fmt: skip
         return 0
@@ -109,7 +140,11 @@ def deploy(args: argparse.Namespace) -> int:
 
     settings = Settings()
     require_settings(settings)
-    how = packages.deploy(package, args.endpoint, settings.role, args.instance_type, args.instance_count)
+    from pipelines.remote.registry import Deployment
+
+    deployment = Deployment(args.endpoint, settings.role, args.instance_type, args.instance_count,
+                            _capture(args, settings.bucket))  # fmt: skip
+    how = packages.deploy(package, deployment)
     print(f"endpoint {args.endpoint} {how}: serving {group_name} version {package['ModelPackageVersion']}")
     return 0
 
@@ -153,11 +188,22 @@ CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg
                  ".json": "application/json"}  # fmt: skip
 
 
+def model_error(status: int, message: str) -> str:
+    """A container's error answer as SageMaker's runtime reports it: InvokeEndpoint fails with ``ModelError``
+    (HTTP 424), carrying the container's status (``OriginalStatusCode``) and its body (``OriginalMessage``)
+    (botocore's sagemaker-runtime model), in the runtime's words."""
+    kind = "client" if 400 <= status < 500 else "server"
+    return (f'ModelError (424): Received {kind} error ({status}) from primary with message "{message.strip()}" '
+            f"(OriginalStatusCode {status})")  # fmt: skip
+
+
 def _invoke_local(args: argparse.Namespace, body: bytes, content_type: str) -> tuple[bytes | None, str]:
-    """(the answer, or None with the error printed) of a local endpoint."""
+    """(the answer, or None with the error to print) of a local endpoint: the container's errors as the runtime's
+    ModelError, the endpoint's own refusals (an oversized payload, a full queue) as they are."""
     import urllib.error
     import urllib.request
 
+    from pipelines.local.server import REFUSAL
     from pipelines.local.serving import HOST, find
 
     state = find(run_root(args), args.endpoint)
@@ -166,24 +212,35 @@ def _invoke_local(args: argparse.Namespace, body: bytes, content_type: str) -> t
         headers={"Content-Type": content_type, "Accept": args.accept},
     )  # fmt: skip
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=90) as response:
             return response.read(), ""
     except urllib.error.HTTPError as exc:
-        return None, f"{exc.code} {exc.read().decode(errors='replace')}"
+        text = exc.read().decode(errors="replace")
+        if exc.headers.get(REFUSAL):
+            return None, f"{exc.code} {text}"
+        return None, model_error(exc.code, text)
     except urllib.error.URLError as exc:
         raise UsageError(f"endpoint {args.endpoint} does not answer ({exc.reason}); "
                          "python -m pipelines endpoints list") from None  # fmt: skip
 
 
-def _invoke_sagemaker(args: argparse.Namespace, body: bytes, content_type: str) -> bytes:
+def _invoke_sagemaker(args: argparse.Namespace, body: bytes, content_type: str) -> tuple[bytes | None, str]:
     import boto3
+    from botocore.exceptions import ClientError
 
     from pipelines.settings import Settings
 
     runtime = boto3.Session(region_name=Settings().require_region()).client("sagemaker-runtime")
-    answer = runtime.invoke_endpoint(EndpointName=args.endpoint, ContentType=content_type, Accept=args.accept,
-                                     Body=body)  # fmt: skip
-    return bytes(answer["Body"].read())
+    try:
+        answer = runtime.invoke_endpoint(EndpointName=args.endpoint, ContentType=content_type, Accept=args.accept,
+                                         Body=body)  # fmt: skip
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ModelError":
+            raise
+        status = int(exc.response.get("OriginalStatusCode") or 0)
+        return None, model_error(status, str(exc.response.get("OriginalMessage") or exc.response["Error"].get(
+            "Message", "")))  # fmt: skip
+    return bytes(answer["Body"].read()), ""
 
 
 @group.command("invoke", "send images (PNG/JPEG/.npy/.json) to an endpoint and print its predictions",
@@ -205,14 +262,11 @@ def invoke(args: argparse.Namespace) -> int:
             body = path.read_bytes()
         except OSError as exc:
             raise UsageError(f"{file}: {exc.strerror}") from None
-        if args.local:
-            answer, error = _invoke_local(args, body, content_type)
-            if answer is None:
-                print(f"{file}: {error}", file=sys.stderr)
-                failures += 1
-                continue
-        else:
-            answer = _invoke_sagemaker(args, body, content_type)
+        answer, error = (_invoke_local if args.local else _invoke_sagemaker)(args, body, content_type)
+        if answer is None:
+            print(f"{file}: {error}", file=sys.stderr)
+            failures += 1
+            continue
         if args.json:
             print(answer.decode(errors="replace"))
         else:

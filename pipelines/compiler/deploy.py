@@ -30,16 +30,11 @@ def compile_deploy(step: DeploySpec, ctx: CompileContext) -> list[Any]:
         depends_on=ctx.depends_on(step.depends_on),
     )
     capture = None
-    if step.data_capture is not None:
+    if step.data_capture is not None:  # compiled as written; validate refuses it (`pipelines.limits`)
         destination = step.data_capture.destination
         if destination == "auto":
             destination = ctx.s3("data-capture", step.endpoint_name) + "/"
-        capture = {
-            "EnableCapture": True,
-            "InitialSamplingPercentage": step.data_capture.sampling_percentage,
-            "DestinationS3Uri": destination,
-            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
-        }
+        capture = step.data_capture.config(destination)
     # a new configuration per execution: the Endpoint step moves an existing endpoint onto it
     config_name = Join(on="-", values=[step.endpoint_name, ExecutionVariables.PIPELINE_EXECUTION_ID])
     config_step = EndpointConfigStep(

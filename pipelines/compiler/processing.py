@@ -64,7 +64,7 @@ def processing_step(step: ProcessingSpec, ctx: CompileContext, property_files: l
             input_name=name,
             source=ctx.source(src),
             destination=f"{PROCESSING}/input/{name}",
-            s3_data_distribution_type="ShardedByS3Key" if name in step.sharded else "FullyReplicated",
+            s3_data_distribution_type=step.data_distribution(name),
         )
         for name, src in step.inputs.items()
     ]

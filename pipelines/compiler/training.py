@@ -65,7 +65,8 @@ def estimator(step: TrainingSpec, ctx: CompileContext) -> Any:
 def training_inputs(step: TrainingSpec, ctx: CompileContext) -> dict[str, Any]:
     from sagemaker.inputs import TrainingInput
 
-    return {channel: TrainingInput(s3_data=ctx.source(src)) for channel, src in step.inputs.items()}
+    return {channel: TrainingInput(s3_data=ctx.source(src), distribution=step.data_distribution(channel))
+            for channel, src in step.inputs.items()}  # fmt: skip
 
 
 def compile_training(step: TrainingSpec, ctx: CompileContext) -> list[Any]:

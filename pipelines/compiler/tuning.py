@@ -16,11 +16,15 @@ def _deterministic_tuning_step(job_name: str) -> Any:
     from sagemaker.workflow.steps import TuningStep
 
     class DeterministicTuningStep(TuningStep):
-        """The SDK stamps the time into ``sagemaker_job_name``; a fixed name keeps the definition stable."""
+        """The SDK stamps the time into ``sagemaker_job_name``; a fixed name keeps the definition stable. An
+        unset MaxNumberOfTrainingJobs (Grid) is left out, not sent as null."""
 
         @property
         def arguments(self) -> Any:
             args: Any = super().arguments
+            limits = args["HyperParameterTuningJobConfig"]["ResourceLimits"]
+            if limits.get("MaxNumberOfTrainingJobs") is None:  # Grid without max_jobs: SageMaker computes it
+                limits.pop("MaxNumberOfTrainingJobs", None)
             static = args["TrainingJobDefinition"]["StaticHyperParameters"]
             static["sagemaker_job_name"] = json.dumps(job_name)
             return args
@@ -29,7 +33,14 @@ def _deterministic_tuning_step(job_name: str) -> Any:
 
 
 def compile_tuning(step: TuningSpec, ctx: CompileContext) -> list[Any]:
-    from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner, IntegerParameter
+    from sagemaker.tuner import (
+        CategoricalParameter,
+        ContinuousParameter,
+        HyperbandStrategyConfig,
+        HyperparameterTuner,
+        IntegerParameter,
+        StrategyConfig,
+    )
 
     ranges: dict[str, Any] = {}
     for name, r in step.ranges.items():
@@ -46,9 +57,14 @@ def compile_tuning(step: TuningSpec, ctx: CompileContext) -> list[Any]:
         hyperparameter_ranges=ranges,  # type: ignore[arg-type]
         metric_definitions=[{"Name": k, "Regex": v} for k, v in step.metrics.items()],
         strategy=step.strategy,
-        max_jobs=ctx.value(step.max_jobs),
+        max_jobs=None if step.jobs is None else ctx.value(step.jobs),  # type: ignore[arg-type]  # None: Grid
         max_parallel_jobs=ctx.value(step.max_parallel_jobs),
         early_stopping_type=step.early_stopping,
+        strategy_config=None if step.hyperband is None else StrategyConfig(
+            hyperband_strategy_config=HyperbandStrategyConfig(
+                max_resource=step.hyperband.max_resource, min_resource=step.hyperband.min_resource
+            )
+        ),
         base_tuning_job_name=step.name,
     )
     sdk_step = _deterministic_tuning_step(step.name)(

@@ -63,6 +63,7 @@ KEEP_ALIVE = 5.0  # seconds an idle keep-alive connection stays open
 MAX_QUEUED = 128  # invocations waiting for the worker at once (each holds up to 6 MB); more get 503 at once
 LOAD_TIMEOUT = 600.0  # seconds a model_fn may take (SageMaker waits for /ping up to 8 minutes at start)
 SERVING = "serving.json"  # written by the server: what it serves, and the outcome of the last swap
+REFUSAL = "X-Endpoint-Refusal"  # on the answers the endpoint gives itself, never the container's
 
 
 # --------------------------------------------------------------------------- the worker: the real toolkit
@@ -274,8 +275,9 @@ class Server:
             return Response(status_code=200, headers={"X-Serving": self.worker.label})
 
         def refused(status: int, message: str) -> Response:
-            # the rest of the body is never read: the connection closes after this answer
-            return JSONResponse({"error": message}, status, headers={"Connection": "close"})
+            # the rest of the body is never read: the connection closes after this answer. The header tells a
+            # client the endpoint refused the request itself (SageMaker's runtime would, before the container)
+            return JSONResponse({"error": message}, status, headers={"Connection": "close", REFUSAL: "1"})
 
         async def invocations(request: Request) -> Response:
             deadline = time.monotonic() + self.timeout

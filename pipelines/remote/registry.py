@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
 from pipelines.remote import RemoteError
 
 APPROVAL_STATUSES = ("Approved", "Rejected", "PendingManualApproval")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where and how `SageMakerRegistry.deploy` serves a package."""
+
+    endpoint: str
+    role: str
+    instance_type: str = "ml.m5.large"
+    instance_count: int = 1
+    data_capture: dict[str, Any] | None = None  # an endpoint configuration's DataCaptureConfig
 
 
 class SageMakerRegistry:
@@ -63,19 +75,23 @@ class SageMakerRegistry:
         self.sm.update_model_package(**kwargs)
         return self.describe(group, package["ModelPackageVersion"])
 
-    def deploy(self, package: dict[str, Any], endpoint: str, role: str, instance_type: str, count: int = 1) -> str:
-        """A model from the approved package, a new endpoint configuration, and the endpoint created or
-        updated onto it (SageMaker keeps serving the old configuration until the new one is in service)."""
+    def deploy(self, package: dict[str, Any], deployment: Deployment) -> str:
+        """A model from the approved package, a new endpoint configuration (with data capture, when asked),
+        and the endpoint created or updated onto it (SageMaker keeps serving the old configuration until the new
+        one is in service). Outside a pipeline: SageMaker Pipelines refuses data capture in its steps."""
         stamp = time.strftime("%Y%m%d%H%M%S")
         group, version = package["ModelPackageGroupName"], package["ModelPackageVersion"]
         name = f"{group[: 63 - len(stamp) - len(str(version)) - 3]}-v{version}-{stamp}"
-        self.sm.create_model(
-            ModelName=name, PrimaryContainer={"ModelPackageName": package["ModelPackageArn"]}, ExecutionRoleArn=role
-        )
+        endpoint = deployment.endpoint
+        self.sm.create_model(ModelName=name, PrimaryContainer={"ModelPackageName": package["ModelPackageArn"]},
+                             ExecutionRoleArn=deployment.role)  # fmt: skip
+        capture = {"DataCaptureConfig": deployment.data_capture} if deployment.data_capture else {}
         self.sm.create_endpoint_config(
             EndpointConfigName=name,
-            ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": count,
-                                 "InstanceType": instance_type, "InitialVariantWeight": 1.0}],
+            ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": name,
+                                 "InitialInstanceCount": deployment.instance_count,
+                                 "InstanceType": deployment.instance_type, "InitialVariantWeight": 1.0}],
+            **capture,
         )  # fmt: skip
         try:
             self.sm.describe_endpoint(EndpointName=endpoint)

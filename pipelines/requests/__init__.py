@@ -33,9 +33,13 @@ def _key(step: Any, path: tuple[str | int, ...]) -> tuple[str, ...]:
 
 
 def _fix(violation: Violation, value: Any = None) -> str:
-    limit = re.search(r"over the limit of (\d+)", violation.rule)
+    if violation.fix:
+        return violation.fix
+    limit = re.search(r"is (\d+) characters.*, over the limit of (\d+)", violation.rule)
     if limit:
-        return f"shorten it to at most {limit.group(1)} characters"
+        length, most = int(limit.group(1)), int(limit.group(2))
+        return f"shorten it by {length - most} character(s)" + ("" if "execution id" in violation.rule else
+                                                                f", to at most {most}")  # fmt: skip
     if violation.allowed and isinstance(value, str):
         hint = did_you_mean(value, violation.allowed)
         if hint:

@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from pipelines.definition import all_steps
+from pipelines.limits import broken
 from pipelines.remote.jobs import operations
 
 
@@ -37,6 +38,7 @@ class Violation:
     rule: str
     allowed: tuple[str, ...] = ()  # an enum's values, for a did-you-mean
     parameter: str | None = None  # the pipeline parameter the value came from, if any
+    fix: str = ""  # how to fix it, where the rule says (`pipelines.limits`)
 
     def __str__(self) -> str:
         where = ".".join(str(p) for p in self.path)
@@ -120,10 +122,13 @@ def check_definition(definition: dict[str, Any], overrides: dict[str, Any] | Non
         operation, supplied = calls[step["Type"]]
         shape = model.operation_model(operation).input_shape
         raw = step.get("Arguments", {})
+        resolved = resolve(raw, parameters)
         out += [
             Violation(step["Name"], path, f"{rule} ({operation})", allowed, _parameter_of(_at(raw, path)))
-            for path, rule, allowed in _check(shape, resolve(raw, parameters), (), supplied=frozenset(supplied))
+            for path, rule, allowed in _check(shape, resolved, (), supplied=frozenset(supplied))
         ]
+        out += [Violation(step["Name"], b.path, f"{b.rule} ({b.source})", (), _parameter_of(_at(raw, b.path)), b.fix)
+                for b in broken(step["Type"], resolved)]  # fmt: skip
     return out
 
 
@@ -200,7 +205,9 @@ def _scalar(shape: Any, value: Any) -> Iterator[str]:
         if meta.get("min") is not None and len(value) < meta["min"]:
             yield f"{value!r} is shorter than {meta['min']} characters"
         if meta.get("max") is not None and len(value) > meta["max"]:
-            yield f"{value[:40]!r}... is {len(value)} characters, over the limit of {meta['max']}"
+            composed = " (with the execution id SageMaker adds)" if value.endswith("-" + EXECUTION_ID) else ""
+            yield f"{value[:40]!r}... is {len(value)} characters{composed}, over the limit of {meta['max']}"
+            return  # a pattern that bounds the length too would say it again
         pattern = meta.get("pattern")
         if pattern and not _matches(pattern, value):
             yield f"{value!r} does not match {shape.name}'s pattern {pattern}"

@@ -237,10 +237,38 @@ INSTANCE_FIELDS = {"InstanceType": ("instance", "type"), "InstanceCount": ("inst
                    "VolumeSizeInGB": ("instance", "volume_gb")}  # fmt: skip
 
 
+class Sharded(Model):
+    """Inputs split among a job's instances by S3 key (``S3DataDistributionType: ShardedByS3Key``), for the kinds
+    whose inputs are named by the spec (processing inputs, training channels)."""
+
+    inputs: dict[str, Source] = Field(default_factory=dict)
+    sharded: list[str] = Field(
+        default_factory=list,
+        description="inputs split among the instances by S3 key (ShardedByS3Key): each instance receives about "
+        "1/count of the objects; every other input is copied to every instance (FullyReplicated)",
+    )
+
+    def check_sharded(self, checks: Checks, here: Path_) -> None:
+        for j, name in enumerate(self.sharded):
+            if name not in self.inputs:
+                checks.add(
+                    (*here, "sharded", j),
+                    f"'{name}' is not one of this step's inputs ({', '.join(self.inputs) or 'none'})",
+                    "name an input of the step's 'inputs' to split among its instances",
+                )
+
+    def data_distribution(self, name: str) -> str:
+        """The input's S3DataDistributionType."""
+        return "ShardedByS3Key" if name in self.sharded else "FullyReplicated"
+
+
 class ScriptStep(StepBase):
     """A step that runs one of the scripts in ``steps/``."""
 
     REQUEST_FIELDS = {**StepBase.REQUEST_FIELDS, **INSTANCE_FIELDS, "MaxRuntimeInSeconds": ("max_runtime_seconds",)}
+
+    # whether SageMaker's training toolkit builds the script's arguments (`-x` for a one-letter name)
+    toolkit_arguments: ClassVar[bool] = False
 
     script: str = Field(description="file name under steps/")
     instance: Instance

@@ -15,16 +15,27 @@ if TYPE_CHECKING:
 
 
 class DataCapture(Model):
-    """Requests and responses the endpoint samples to S3 (SageMaker's DataCaptureConfig)."""
+    """Requests and responses the endpoint samples to S3 (SageMaker's DataCaptureConfig). SageMaker Pipelines
+    refuses it in a pipeline's endpoint configuration (`pipelines.limits`): `validate` says so at its line, and
+    ``deploy --data-capture`` switches it on outside the pipeline."""
 
     sampling_percentage: int = Field(100, ge=0, le=100)
     destination: str = Field("auto", description="s3://... prefix, or auto: s3://<bucket>/<pipeline>/data-capture/")
+
+    def config(self, destination: str) -> dict[str, object]:
+        """The endpoint configuration's DataCaptureConfig: inputs and outputs, sampled, under ``destination``."""
+        return data_capture_config(self.sampling_percentage, destination)
+
+
+def data_capture_config(percent: int, destination: str) -> dict[str, object]:
+    return {"EnableCapture": True, "InitialSamplingPercentage": percent, "DestinationS3Uri": destination,
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]}  # fmt: skip
 
 
 class DeploySpec(StepBase):
     gated: ClassVar[bool] = True  # runs only behind the quality gate
     REQUEST_FIELDS = {**StepBase.REQUEST_FIELDS, **INSTANCE_FIELDS, "EndpointName": ("endpoint_name",),
-                      "EndpointConfigName": ("endpoint_name",)}  # fmt: skip
+                      "EndpointConfigName": ("endpoint_name",), "DataCaptureConfig": ("data_capture",)}  # fmt: skip
     instance_shape = "ProductionVariantInstanceType"
 
     kind: Literal["deploy"]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, field_validator
 
 from pipelines.instances import GPU_FAMILIES_HINT, GPUS, has_gpu
-from pipelines.spec.base import PARAM, Model, Path_, Scalar, ScriptStep, Source
+from pipelines.spec.base import PARAM, Model, Path_, Scalar, ScriptStep, Sharded, Source
 from pipelines.suggest import did_you_mean
 
 if TYPE_CHECKING:
@@ -19,11 +19,12 @@ class Spot(Model):
     max_wait_seconds: int = Field(ge=60, description="spot: total time including waiting for capacity")
 
 
-class TrainingSpec(ScriptStep):
+class TrainingSpec(Sharded, ScriptStep):
     REQUEST_FIELDS = {**ScriptStep.REQUEST_FIELDS, "MaxWaitTimeInSeconds": ("spot", "max_wait_seconds"),
                       "HyperParameters": ("hyperparameters",), "StaticHyperParameters": ("hyperparameters",),
-                      "MetricDefinitions": ("metrics",)}  # fmt: skip
+                      "MetricDefinitions": ("metrics",), "S3DataDistributionType": ("sharded",)}  # fmt: skip
     instance_shape = "TrainingInstanceType"
+    toolkit_arguments = True
 
     kind: Literal["training"]
     script: str = "train.py"
@@ -61,6 +62,7 @@ class TrainingSpec(ScriptStep):
 
     def check(self, checks: Checks, here: Path_) -> None:
         super().check(checks, here)
+        self.check_sharded(checks, here)
         if self.spot is not None and self.checkpoint_s3_uri is None:
             checks.add(
                 (*here, "spot"),

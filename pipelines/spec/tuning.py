@@ -59,23 +59,59 @@ class Objective(Model):
     type: Literal["Maximize", "Minimize"] = "Maximize"
 
 
+class Hyperband(Model):
+    """SageMaker's HyperbandStrategyConfig: the fewest and the most epochs a trial runs."""
+
+    min_resource: int = Field(1, ge=1, description="epochs every trial runs before Hyperband may stop it")
+    max_resource: int = Field(ge=1, le=20_000, description="the epochs of a full trial (at most 20,000)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Hyperband:
+        if self.min_resource > self.max_resource:
+            raise ValueError(f"min_resource ({self.min_resource}) exceeds max_resource ({self.max_resource})")
+        return self
+
+
+DEFAULT_MAX_JOBS = 8  # every strategy but Grid, which runs each combination once
+
+
 class TuningSpec(TrainingSpec):
     REQUEST_FIELDS = {**TrainingSpec.REQUEST_FIELDS, "MaxNumberOfTrainingJobs": ("max_jobs",),
-                      "MaxParallelTrainingJobs": ("max_parallel_jobs",)}  # fmt: skip
+                      "MaxParallelTrainingJobs": ("max_parallel_jobs",), "Strategy": ("strategy",),
+                      "TrainingJobEarlyStoppingType": ("early_stopping",), "StrategyConfig": ("hyperband",),
+                      "MaxResource": ("hyperband", "max_resource"), "ParameterRanges": ("ranges",)}  # fmt: skip
 
     kind: Literal["tuning"]  # type: ignore[assignment]
     objective: Objective
     ranges: dict[str, Range] = Field(min_length=1)
     strategy: Literal["Bayesian", "Random", "Hyperband", "Grid"] = "Bayesian"
-    max_jobs: Annotated[Annotated[int, Field(ge=1)] | str, PARAM] = Field(8, description="a number, or $Param")
+    max_jobs: Annotated[Annotated[int, Field(ge=1)] | str, PARAM] | None = Field(
+        None, description="a number, or $Param; default 8, and for Grid the number of combinations"
+    )
     max_parallel_jobs: Annotated[Annotated[int, Field(ge=1)] | str, PARAM] = Field(2, description="a number, or $Param")
     early_stopping: Literal["Off", "Auto"] = "Off"
+    hyperband: Hyperband | None = Field(None, description="Hyperband's min and max epochs per trial")
+
+    @property
+    def jobs(self) -> int | str | None:
+        """MaxNumberOfTrainingJobs as compiled: the spec's, else 8; for Grid unset unless given (SageMaker
+        then runs every combination)."""
+        if self.max_jobs is None and self.strategy != "Grid":
+            return DEFAULT_MAX_JOBS
+        return self.max_jobs
+
+    def grid_size(self) -> int:
+        """Distinct combinations of the categorical values (what a Grid search runs)."""
+        size = 1
+        for r in self.ranges.values():
+            size *= len(dict.fromkeys(str(v) for v in r.values)) if r.type == "categorical" else 1
+        return size
 
     @model_validator(mode="after")
     def _parallel_within_total(self) -> TuningSpec:
-        both = isinstance(self.max_jobs, int) and isinstance(self.max_parallel_jobs, int)
-        if both and self.max_parallel_jobs > self.max_jobs:  # type: ignore[operator]
-            raise ValueError(f"max_parallel_jobs ({self.max_parallel_jobs}) exceeds max_jobs ({self.max_jobs})")
+        total = self.grid_size() if self.strategy == "Grid" and self.max_jobs is None else self.jobs
+        if isinstance(total, int) and isinstance(self.max_parallel_jobs, int) and self.max_parallel_jobs > total:
+            raise ValueError(f"max_parallel_jobs ({self.max_parallel_jobs}) exceeds max_jobs ({total})")
         return self
 
     def script_options_used(self, here: Path_) -> list[tuple[Path_, str, str]]:
@@ -113,6 +149,9 @@ class TuningSpec(TrainingSpec):
                 )
             elif isinstance(value, str) and not value.startswith("$"):
                 checks.add((*here, key), f"{value!r} is neither a number nor $Param", "write a number, e.g. 8")
+        if self.hyperband is not None and self.strategy != "Hyperband":
+            checks.add((*here, "hyperband"), f"hyperband: configures the Hyperband strategy, not {self.strategy}",
+                       "remove hyperband:, or set strategy: Hyperband")  # fmt: skip
         if self.strategy == "Grid":
             for name, r in self.ranges.items():
                 if r.type != "categorical":

@@ -2,8 +2,11 @@
 through the `Training` runner (same sandbox, ``SM_*`` variables, torchrun, metric regexes, artifact).
 
 Strategies come from optuna: ``Bayesian`` is its Gaussian-process sampler (SageMaker's Bayesian search is
-GP-based), ``Random`` its random sampler, ``Grid`` every combination of the categorical ranges, and
-``Hyperband`` random sampling with optuna's Hyperband pruner. ``TrainingJobEarlyStoppingType: Auto`` is
+GP-based), ``Random`` its random sampler, ``Grid`` every distinct combination of the categorical ranges (a
+MaxNumberOfTrainingJobs other than their number is refused, as SageMaker refuses it), and ``Hyperband`` random
+sampling with optuna's Hyperband pruner between MinResource and MaxResource epochs (given, or inferred from a
+static ``epochs``-style hyperparameter as SageMaker infers it; they set the pruner's brackets, and a trial runs
+the epochs its hyperparameters give it unless the pruner stops it). ``TrainingJobEarlyStoppingType: Auto`` is
 SageMaker's documented median stopping rule. Both stopping rules read the objective per epoch, live from
 the trial's output (the metric regex), and stop a trial's process group when it should stop.
 
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.files import write_atomic
+from pipelines.limits import grid_jobs_problem, hyperband_max_resource
 from pipelines.local.arns import arn
 from pipelines.local.runners.base import CHILDREN_FILE, Job, Runner, StepFailed
 from pipelines.local.runners.training import channel_uris, processes_for, run_training
@@ -165,12 +169,17 @@ class MedianStoppingRule:
         return value < median if maximize else value > median
 
 
-def make_pruner(strategy: str, early_stopping: str, log: Callable[[str], None]) -> Any:
+def make_pruner(strategy: str, early_stopping: str, log: Callable[[str], None],
+                resources: tuple[int, int] = (1, 1)) -> Any:  # fmt: skip
+    """The stopping rule: Hyperband's (``resources``: its MinResource and MaxResource, in epochs), SageMaker's
+    median rule for early stopping Auto, or none."""
     import optuna
 
     if strategy == "Hyperband":
-        log("tuning: Hyperband stops trials from their per-epoch objective (optuna's Hyperband pruner)")
-        return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
+        low, high = resources
+        log(f"tuning: Hyperband stops trials from their per-epoch objective (optuna's Hyperband pruner, {low} to "
+            f"{high} epochs)")  # fmt: skip
+        return optuna.pruners.HyperbandPruner(min_resource=low, max_resource=max(low, high), reduction_factor=3)
     if early_stopping == "Auto":
         log("tuning: early stopping Auto: the median stopping rule on the per-epoch objective")
 
@@ -320,6 +329,39 @@ class Search:
             log_file.close()
             (trial.directory / "trial.json").write_text(json.dumps(trial.record(self.metric), indent=2))
 
+    # ----------------------------------------------------------------- the strategy's settings, as SageMaker's
+
+    def grid(self, dims: list[Dimension]) -> list[dict[str, Any]]:
+        """Grid: every distinct combination of the categorical values, each run once; a MaxNumberOfTrainingJobs
+        other than their number is refused as SageMaker refuses it, never capped (`pipelines.limits`)."""
+        if self.strategy != "Grid":
+            return []
+        if any(not hasattr(d.distribution, "choices") for d in dims):
+            raise StepFailed("ClientError: Grid search takes categorical ranges only", "ClientError")
+        problem = grid_jobs_problem(self.config)
+        if problem:
+            raise StepFailed(f"ClientError: {problem}", "ClientError")
+        names = [d.name for d in dims]
+        values = [list(dict.fromkeys(d.distribution.choices)) for d in dims]
+        grid = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
+        self.job.log(f"tuning: grid of {len(grid)} combination(s), each run once")
+        self.max_jobs = len(grid)
+        return grid
+
+    def hyperband(self) -> tuple[int, int]:
+        """Hyperband's (MinResource, MaxResource) in epochs; its settings refused as SageMaker refuses them."""
+        if self.strategy != "Hyperband":
+            return (1, 1)
+        if self.early_stopping != "Off":
+            raise StepFailed("ClientError: Hyperband stops trials itself: TrainingJobEarlyStoppingType must be Off",
+                             "ClientError")  # fmt: skip
+        most = hyperband_max_resource(self.config, self.definition.get("StaticHyperParameters") or {})
+        if most is None:
+            raise StepFailed("ClientError: Hyperband needs a MaxResource: none is given (HyperbandStrategyConfig) and "
+                             "no static epochs hyperparameter holds one", "ClientError")  # fmt: skip
+        given = (self.config.get("StrategyConfig") or {}).get("HyperbandStrategyConfig") or {}
+        return int(given.get("MinResource") or 1), most
+
     # ----------------------------------------------------------------- the loop
 
     def run(self) -> dict[str, Any]:
@@ -332,17 +374,8 @@ class Search:
         for d in dims:
             if d.note:
                 self.job.log(f"note: {d.note}")
-        grid: list[dict[str, Any]] = []
-        if self.strategy == "Grid":
-            if any(not hasattr(d.distribution, "choices") for d in dims):
-                raise StepFailed("ClientError: Grid search takes categorical ranges only", "ClientError")
-            names = [d.name for d in dims]
-            grid = [
-                dict(zip(names, combo, strict=True))
-                for combo in itertools.product(*(d.distribution.choices for d in dims))
-            ]
-            self.job.log(f"tuning: grid of {len(grid)} combination(s), each run once")
-            self.max_jobs = min(self.max_jobs or len(grid), len(grid))
+        grid = self.grid(dims)
+        resources = self.hyperband()
         self.max_jobs = self.max_jobs or 1
         self.parallel = min(self.parallel, self.max_jobs)
         seed = int(self.config.get("RandomSeed", int(hashlib.sha256(self.name.encode()).hexdigest()[:8], 16)))
@@ -350,7 +383,7 @@ class Search:
         study = optuna.create_study(
             direction="maximize" if self.maximize else "minimize",
             sampler=make_sampler(self.strategy, dims, seed, startup, self.job.log),
-            pruner=make_pruner(self.strategy, self.early_stopping, self.job.log),
+            pruner=make_pruner(self.strategy, self.early_stopping, self.job.log, resources),
         )
         for params in grid[: self.max_jobs]:
             study.enqueue_trial(params)
