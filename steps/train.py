@@ -514,6 +514,17 @@ def run(args: argparse.Namespace) -> dict:
     return summary
 
 
+# The lines this script prints that carry metrics, in their shape (``<head>``: each head's name): `validate`
+# warns when a spec's metric regex matches more than one of them (``val_weighted_recall=`` would also read
+# the closing ``best_val_weighted_recall=`` line as one more epoch). tests/test_train.py checks them.
+METRIC_LINES = (
+    "epoch=1 train_loss=0.5 val_loss=0.5 val_acc_<head>=0.5 val_recall_<head>=0.5 val_weighted_recall=0.5 "
+    "lr=0.001 samples_per_sec=100",
+    "best_epoch=1 best_val_weighted_recall=0.5 epochs=1",
+    "rank=0 weights_sha256=0123abcd",
+)
+
+
 def format_metrics(metrics: dict) -> str:
     """``name=value`` pairs, the form the metric regexes of the pipeline spec match."""
     return " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())

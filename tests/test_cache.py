@@ -156,3 +156,33 @@ def test_the_same_spec_under_another_pipeline_name_misses(tmp_path: Path) -> Non
     _run(tmp_path, [processing()], pipeline="one")
     assert not _run(tmp_path, [processing()], pipeline="two").states["prep"].cache_hit
     assert _run(tmp_path, [processing()], pipeline="one").states["prep"].cache_hit
+
+
+def _gated(root: Path, mode: str) -> Execution:
+    """prep (cached), then a gate that fails the execution unless Mode is 'pass'."""
+    store = ObjectStore(root / "s3")
+    if not store.exists("s3://b/code/"):
+        store.put_bytes("s3://b/code/ok.py", b"print('ok')")
+        store.put_bytes("s3://b/data/x.csv", b"1,2,3")
+    gate = {"Name": "gate", "Type": "Condition", "DependsOn": ["prep"], "Arguments": {
+        "Conditions": [{"Type": "Equals", "LeftValue": {"Get": "Parameters.Mode"}, "RightValue": "pass"}],
+        "IfSteps": [], "ElseSteps": [{"Name": "refused", "Type": "Fail", "Arguments": {"ErrorMessage": "gate"}}]}}
+    definition = {"Version": "2020-12-01", "Parameters": [{"Name": "Mode", "Type": "String", "DefaultValue": "x"}],
+                  "Steps": [processing(), gate]}  # fmt: skip
+    execution = Execution(root, definition, {"Mode": mode}, store, LocalOptions(), pipeline_name="p")
+    execution.run()
+    return execution
+
+
+def test_nothing_of_an_execution_that_failed_is_reused(tmp_path: Path) -> None:
+    """The gate fails: prep succeeded, but its run is not a cache entry (SageMaker's guide: a step's run counts
+    when "the run itself and the entire pipeline are both successful"); the rerun runs prep again. Once an
+    execution succeeds, its runs are reused."""
+    failed = _gated(tmp_path, "fail")
+    assert failed.status == "Failed" and failed.states["prep"].status == "Succeeded"
+    again = _gated(tmp_path, "fail")
+    assert not again.states["prep"].cache_hit  # nothing from the failed execution
+    passed = _gated(tmp_path, "pass")
+    assert passed.status == "Succeeded" and not passed.states["prep"].cache_hit
+    assert _gated(tmp_path, "pass").states["prep"].cache_hit  # from the execution that succeeded
+    assert _gated(tmp_path, "fail").states["prep"].cache_hit  # a hit whatever happens after it

@@ -197,6 +197,12 @@ CASES = [
         r"steps/train\.py has no option --learning-rate",
     ),
     (
+        "one-letter-hyperparameter-the-script-takes-only-as-a-long-option",
+        edit(BASE, "{epochs: $Epochs}", "{epochs: $Epochs, x: 1}"),
+        15,
+        r"passes the one-letter hyperparameter 'x' as -x; steps/train\.py declares no -x",
+    ),
+    (
         "parameter-default-type",
         edit(BASE, "{type: Integer, default: 2}", "{type: Integer, default: two}"),
         3,

@@ -40,6 +40,23 @@ def test_training_job_writes_a_servable_model_and_parseable_metrics(digits_model
     assert best["val_acc_label"] > 0.8  # digits are easy
 
 
+def test_the_metric_lines_train_py_declares_are_the_ones_it_prints(digits_model: Path) -> None:
+    """``METRIC_LINES`` (what validate checks metric regexes against) holds the shape of every line of name=value
+    pairs the script printed, ``<head>`` for a head's name."""
+    from pipelines.spec.scripts import declared
+
+    shapes = {tuple(sorted(pair.split("=")[0] for pair in line.split())) for line in
+              declared(STEPS / "train.py", "METRIC_LINES") or ()}  # fmt: skip
+    assert len(shapes) == 3
+    printed = [line for line in (digits_model / "stdout.txt").read_text().splitlines()
+               if line and all(re.fullmatch(r"[a-z_0-9]+=\S+", pair) for pair in line.split())]  # fmt: skip
+    assert len(printed) >= 4  # 3 epochs and the closing line
+    for line in printed:
+        keys = tuple(sorted(re.sub(r"^(val_(?:acc|recall))_label$", r"\1_<head>", pair.split("=")[0])
+                            for pair in line.split()))  # fmt: skip
+        assert keys in shapes, line
+
+
 def test_best_weights_are_the_ones_saved(digits_shards: Path, tmp_path: Path) -> None:
     train = pytest.importorskip("train")
     env = training_env(tmp_path, digits_shards / "train", digits_shards / "validation")

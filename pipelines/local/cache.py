@@ -22,6 +22,7 @@ from pipelines.local.runners import Runner
 from pipelines.local.store import ObjectStore, StoreError
 
 _DURATION = TypeAdapter(timedelta)
+PENDING = "cache-pending"  # an execution's entries, waiting for the execution to succeed
 
 
 class CacheConfigError(UserError):
@@ -74,15 +75,33 @@ class StepCache:
             return None  # the earlier outputs are gone: run again
         return entry
 
-    def put(self, key: str, result: dict[str, Any], outputs: list[str], execution_id: str,
+    def put(self, key: str, result: dict[str, Any], outputs: list[str], execution: Path,
             inputs: list[str] | None = None) -> None:  # fmt: skip
+        """Keep a succeeded step's entry with its execution (``<execution>/cache-pending/``): it joins the cache
+        only once the whole execution succeeded (`publish`).
+
+        SageMaker's developer guide ("Caching pipeline steps") said: "A previous run of a pipeline step is
+        considered successful when the run itself and the entire pipeline are both successful." Its current
+        wording keeps "Step caching only considers successful runs — it never reuses failed runs", without
+        saying which runs count. With the evidence mixed, the engine takes the rule under which a local hit
+        never hides a rerun on SageMaker: nothing from an execution that failed or stopped is reused (a later
+        retry of that execution that succeeds publishes its entries then)."""
         # the outputs that hold something: a hit needs them still there (an empty output uploads nothing)
         written = [uri for uri in outputs if self.store.exists(uri)]
         entry = {
             "created": datetime.now(UTC).isoformat(),
-            "execution": execution_id,
+            "execution": execution.name,
             "result": result,
             "outputs": written,
             "inputs": self.digests(inputs or []),  # the data read, to say when it changed under the same URIs
         }
-        write_atomic(self.directory / f"{key}.json", json.dumps(entry, default=str))
+        write_atomic(execution / PENDING / f"{key}.json", json.dumps(entry, default=str))
+
+    def publish(self, execution: Path) -> int:
+        """Move an execution's entries into the cache, once it succeeded; how many."""
+        pending = sorted((execution / PENDING).glob("*.json"))
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for path in pending:
+            write_atomic(self.directory / path.name, path.read_text())
+            path.unlink()
+        return len(pending)

@@ -400,6 +400,8 @@ class Execution:
 
     def _finish(self, status: str) -> None:
         self.status, self.ended = status, time.time()
+        if status == "Succeeded":  # its steps become cache entries only now (`StepCache.put`)
+            self.cache.publish(self.directory)
         with self.lock:
             self._save()
 
@@ -527,7 +529,8 @@ class Execution:
             break
         if key is not None:
             # what the result published (its Type's Outcome says): a later hit needs it still there
-            self.cache.put(key, result, outcome(state.type).published(result), self.id, runner.input_uris(args))
+            self.cache.put(key, result, outcome(state.type).published(result), self.directory,
+                           runner.input_uris(args))  # fmt: skip
         self._complete(state, directory, result, cache_hit=False)
 
     def _job_name(self, state: StepState, number: int) -> str:

@@ -57,6 +57,17 @@ def engine_with(tmp_path: Path, scripts: dict[str, str], steps: list[dict], **op
     return Execution(tmp_path, definition, {}, store, LocalOptions(**options))  # type: ignore[arg-type]
 
 
+# a worker of a torch_distributed job that kills its node's torchrun agent on the first attempt: the node is lost
+AGENT_KILL = """
+    import os, pathlib, signal, sys
+    marker = pathlib.Path(sys.argv[sys.argv.index("--marker") + 1])
+    if not marker.exists():
+        marker.write_text("first attempt")
+        os.kill(os.getppid(), signal.SIGKILL)   # the agent: as if the instance went away
+        signal.pause()
+    print("second attempt succeeds")
+"""
+
 SELF_KILL = """
     import os, pathlib, signal, sys
     marker = pathlib.Path(sys.argv[1])

@@ -188,13 +188,10 @@ class Job:
             self.on_spawn()
         if self.stopped:
             raise StepFailed("Stopped: the job was stopped early", "Stopped")
+        program = next((Path(c).name for c in cmd[1:] if c.endswith(".py")), Path(cmd[0]).name)
         if rc < 0:
-            name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
-            raise StepFailed(
-                f"InternalServerError: the job's process was killed by {name}", "SageMaker.JOB_INTERNAL_ERROR"
-            )
+            raise killed(cmd, program, -rc)
         if rc != 0:
-            program = next((Path(c).name for c in cmd[1:] if c.endswith(".py")), Path(cmd[0]).name)
             why = f"{cause.message} ({program} exited with status {rc})" if cause.message else (
                 f"{program} exited with status {rc}"
             )  # fmt: skip
@@ -229,6 +226,28 @@ class Job:
         self.log(f"staged {n} object(s) from {uri} into {local_path}")
         self.staged[str(target)] = uri
         return target
+
+
+def killed(cmd: list[str], program: str, signum: int) -> StepFailed:
+    """A job's process killed by a signal, classed as SageMaker classes it.
+
+    * The script: the training toolkit runs it as a subprocess and reports any non-zero exit, a signal's
+      included, as ``ExecuteUserScriptError`` (sagemaker-training ``process.check_error``, which adds
+      "OutOfMemory: Process killed by SIGKILL (signal 9)" for exit 137), a client error the job fails with as
+      an AlgorithmError: no retry policy retries it. A processing container whose process dies fails the job
+      the same way.
+    * A torchrun agent: the node's own launcher gone, as when an instance is lost. SageMaker reports an
+      instance failure as InternalServerError, which retry policies match as ``SageMaker.JOB_INTERNAL_ERROR``
+      (developer guide, "Retry policies for pipeline steps": "JOB_INTERNAL_ERROR occurs when the SageMaker job
+      returns InternalServerError").
+    """
+    name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else str(signum)
+    if "torch.distributed.run" in cmd:
+        return StepFailed(f"InternalServerError: the node's torchrun agent was killed by {name} (a lost instance)",
+                          "SageMaker.JOB_INTERNAL_ERROR")  # fmt: skip
+    memory = "; OutOfMemory: Process killed by SIGKILL (signal 9)" if signum == signal.SIGKILL else ""
+    return StepFailed(f"AlgorithmError: ExecuteUserScriptError: {program} was killed by {name} (ExitCode "
+                      f"-{signum}){memory}")  # fmt: skip
 
 
 def job_environment(extra: dict[str, str], job: Job) -> dict[str, str]:

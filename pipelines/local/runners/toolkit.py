@@ -77,6 +77,40 @@ def processes_for(instance_type: str, nproc: int | None) -> int:
     return max(1, min(gpu_count(instance_type) or 1, usable_cores()))
 
 
+# the PyTorch training container's SAGEMAKER_TRAINING_MODULE, which the toolkit reports as SM_FRAMEWORK_MODULE
+FRAMEWORK_MODULE = "sagemaker_pytorch_container.training:main"
+# the framework parameters that switch a distribution on (Environment.get_distribution_instance_groups_...)
+DISTRIBUTIONS = ("sagemaker_mpi_enabled", "sagemaker_parameter_server_enabled",
+                 "sagemaker_distributed_dataparallel_enabled", "sagemaker_pytorch_ddp_enabled",
+                 "sagemaker_pytorch_xla_multi_worker_enabled", "sagemaker_multi_worker_mirrored_strategy_enabled",
+                 "sagemaker_torch_distributed_enabled")  # fmt: skip
+
+
+def toolkit_env_vars(mapping: dict[str, Any]) -> dict[str, str]:
+    """``sagemaker_training.mapping.to_env_vars``: ``SM_<KEY>``, strings as they are, None as "", anything else
+    as compact JSON with sorted keys."""
+    def value(v: Any) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, str):
+            return v
+        return json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+    return {f"SM_{str(k).upper()}": value(v) for k, v in mapping.items()}
+
+
+def to_cmd_args(hyperparameters: dict[str, Any]) -> list[str]:
+    """``sagemaker_training.mapping.to_cmd_args``: sorted by name, ``-x`` for a one-letter name, ``--name``
+    otherwise; a dict value as ``k=v,k2=v2`` (sorted), anything else as ``str``."""
+    out = []
+    for name in sorted(hyperparameters):
+        value = hyperparameters[name]
+        text = ",".join(f"{k}={v}" for k, v in sorted(value.items())) if isinstance(value, dict) else (
+            "" if value is None else str(value))  # fmt: skip
+        out += [f"-{name}" if len(name) == 1 else f"--{name}", text]
+    return out
+
+
 @dataclass
 class Node:
     """One node's container, ready to run: its command, environment, working directory, and its checkpoint
@@ -96,12 +130,27 @@ class Toolkit:
     args: dict[str, Any]  # the CreateTrainingJob request, resolved
     job: Job
     hosts: list[str]
-    hyperparameters: dict[str, Any]  # decoded, the toolkit's own (sagemaker_*) removed
+    hyperparameters: dict[str, Any]  # the script's: decoded, the toolkit's and the framework's removed
+    framework_params: dict[str, Any]  # the other sagemaker_* hyperparameters (SM_FRAMEWORK_PARAMS)
     program: str  # sagemaker_program
     submit: str  # sagemaker_submit_directory
-    distributed: bool  # torch_distributed
     rendezvous: list[str]
     launcher: list[str] = field(default_factory=list)  # what each node's command runs under (a network namespace)
+
+    @property
+    def distributed(self) -> bool:
+        """torch_distributed: the PyTorch container runs torchrun on every node."""
+        return bool(self.framework_params.get("sagemaker_torch_distributed_enabled", False))
+
+    @property
+    def distribution_groups(self) -> list[str]:
+        """The instance groups distribution applies to: the cluster's, when a distribution is on
+        (``Environment.get_distribution_instance_groups_from_resource_config``)."""
+        given = self.framework_params.get("sagemaker_distribution_instance_groups")
+        if isinstance(given, list):
+            return [str(g) for g in given]
+        on = any(self.framework_params.get(k, False) for k in DISTRIBUTIONS)
+        return [GROUP] if on else []
 
     @property
     def instance_type(self) -> str:
@@ -113,16 +162,14 @@ class Toolkit:
             node.fresh_sandbox()
         opt = node.sandbox / "opt" / "ml"
         code = self._unpack_code(node, opt / "code")
-        env = self._environment(k, opt)
+        env = self._platform_environment()
         self._write_configs(opt / "input" / "config", k)
         check_requirements(code / "requirements.txt", node, "SageMaker's training toolkit pip-installs it")
-        env |= self._channels(k, node)
+        channels = self._channels(k, node)
+        env |= toolkit_env_vars(self._environment_vars(k, opt, channels))
         checkpoints, before = self._checkpoints(node)
         env["SM_CHECKPOINT_DIR"] = str(checkpoints)
-        user_args = [item for key, value in self.hyperparameters.items() for item in (f"--{key}", str(value))]
-        env["SM_USER_ARGS"] = json.dumps(user_args)
-        env["SM_TRAINING_ENV"] = json.dumps(self._training_env(k, env))
-        cmd, threads = self._command(k, [str(code / self.program), *user_args])
+        cmd, threads = self._command(k, [str(code / self.program), *to_cmd_args(self.hyperparameters)])
         env["OMP_NUM_THREADS"] = str(threads)
         if self.distributed:
             env |= LOOPBACK
@@ -167,52 +214,66 @@ class Toolkit:
         (config / "resourceconfig.json").write_text(json.dumps(self.resource_config(k)))
         (config / "inputdataconfig.json").write_text(json.dumps(self.input_data_config()))
 
-    def _environment(self, k: int, opt: Path) -> dict[str, str]:
-        """The toolkit's documented variables for node ``k`` (the channels and checkpoints come after)."""
-        env = {
-            "SM_MODEL_DIR": str(opt / "model"),
-            "SM_OUTPUT_DATA_DIR": str(opt / "output" / "data"),
-            "SM_OUTPUT_DIR": str(opt / "output"),
-            "SM_OUTPUT_INTERMEDIATE_DIR": str(opt / "output" / "intermediate"),
-            "SM_INPUT_DIR": str(opt / "input"),
-            "SM_INPUT_CONFIG_DIR": str(opt / "input" / "config"),
-            "SM_HOSTS": json.dumps(self.hosts),
-            "SM_CURRENT_HOST": self.hosts[k],
-            "SM_CURRENT_INSTANCE_TYPE": self.instance_type,
-            "SM_NETWORK_INTERFACE_NAME": "lo",
-            # what the instance type has, as the toolkit reports it (the job still runs on this machine's devices)
-            "SM_NUM_GPUS": str(gpu_count(self.instance_type)),
-            "SM_NUM_CPUS": str(os.cpu_count() or 1),
-            "SM_NUM_NEURONS": "0",
-            "SM_LOG_LEVEL": "20",
-            "SM_HPS": json.dumps(self.hyperparameters),
-            "SM_USER_ENTRY_POINT": self.program,
-            "SM_MODULE_NAME": self.program.removesuffix(".py"),
-            "SM_MODULE_DIR": self.submit,
-            "SM_FRAMEWORK_PARAMS": "{}",
-            "SM_RESOURCE_CONFIG": json.dumps(self.resource_config(k)),
-            "SM_INPUT_DATA_CONFIG": json.dumps(self.input_data_config()),
-            "TRAINING_JOB_NAME": self.job.job_name,
-            "TRAINING_JOB_ARN": self.job.arn("training-job"),
-        }
-        # SM_HP_<NAME>: each hyperparameter, its name upper-cased, as the toolkit sets them
-        env |= {f"SM_HP_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
-                for name, value in self.hyperparameters.items()}  # fmt: skip
-        return env
+    def _platform_environment(self) -> dict[str, str]:
+        """What SageMaker and the PyTorch image set besides the toolkit's variables (``SM_CHECKPOINT_DIR`` is
+        the engine's: the checkpoint directory's local place, as /opt/ml lives in the job's sandbox here)."""
+        return {"TRAINING_JOB_NAME": self.job.job_name, "TRAINING_JOB_ARN": self.job.arn("training-job"),
+                "SAGEMAKER_TRAINING_MODULE": FRAMEWORK_MODULE}  # fmt: skip
+
+    def training_environment(self, k: int, opt: Path, channels: dict[str, str]) -> dict[str, Any]:
+        """``dict(sagemaker_training.environment.Environment())`` on node ``k``: the toolkit's whole view of the
+        job (``SM_TRAINING_ENV``). The GPU and CPU counts are the instance type's and this machine's; the
+        job still runs on this machine's devices."""
+        hosts, groups = self.hosts, self.distribution_groups
+        distribution_hosts = list(hosts) if GROUP in groups else []
+        master = (distribution_hosts or hosts)[0]
+        return {
+            "additional_framework_parameters": self.framework_params,
+            "channel_input_dirs": channels, "current_host": hosts[k], "current_instance_group": GROUP,
+            "current_instance_group_hosts": hosts, "current_instance_type": self.instance_type,
+            "distribution_hosts": distribution_hosts, "distribution_instance_groups": groups,
+            "framework_module": FRAMEWORK_MODULE, "hosts": hosts, "hyperparameters": self.hyperparameters,
+            "input_config_dir": str(opt / "input" / "config"), "input_data_config": self.input_data_config(),
+            "input_dir": str(opt / "input"), "instance_groups": [GROUP],
+            "instance_groups_dict": {GROUP: {"hosts": hosts, "instance_group_name": GROUP,
+                                             "instance_type": self.instance_type}},
+            "is_hetero": False, "is_master": hosts[k] == master, "is_modelparallel_enabled": None,
+            "is_smddpmprun_installed": False, "is_smddprun_installed": False, "job_name": self.job.job_name,
+            "log_level": 20, "master_hostname": master, "model_dir": str(opt / "model"), "module_dir": self.submit,
+            "module_name": self.program.removesuffix(".py"), "network_interface_name": "lo",
+            "num_cpus": os.cpu_count() or 1, "num_gpus": gpu_count(self.instance_type),
+            "num_neurons": 0, "output_data_dir": str(opt / "output" / "data"), "output_dir": str(opt / "output"),
+            "output_intermediate_dir": str(opt / "output" / "intermediate"), "resource_config": self.resource_config(k),
+            "topology": [], "user_entry_point": self.program,
+        }  # fmt: skip
+
+    def _environment_vars(self, k: int, opt: Path, channels: dict[str, str]) -> dict[str, Any]:
+        """What ``Environment.to_env_vars`` maps to ``SM_*`` variables (sagemaker_training 5.x)."""
+        env = self.training_environment(k, opt, channels)
+        names = ("hosts", "network_interface_name", "user_entry_point", "resource_config", "input_data_config",
+                 "output_data_dir", "current_host", "current_instance_type", "current_instance_group",
+                 "current_instance_group_hosts", "instance_groups", "instance_groups_dict",
+                 "distribution_instance_groups", "is_hetero", "module_name", "log_level", "framework_module",
+                 "input_dir", "input_config_dir", "output_dir", "num_cpus", "num_gpus", "num_neurons", "model_dir",
+                 "module_dir", "output_intermediate_dir")  # fmt: skip
+        out = {name: env[name] for name in names}
+        out |= {"hps": self.hyperparameters, "framework_params": self.framework_params,
+                "channels": sorted(channels), "training_env": env, "user_args": to_cmd_args(self.hyperparameters)}
+        out |= {f"channel_{name}": path for name, path in channels.items()}
+        out |= {f"hp_{name}": value for name, value in self.hyperparameters.items()}
+        return out
 
     def _channels(self, k: int, node: Job) -> dict[str, str]:
         """Each channel staged into ``/opt/ml/input/data/<channel>`` (a ``ShardedByS3Key`` channel: this node's
-        share of its objects), as ``SM_CHANNEL_<NAME>`` and ``SM_CHANNELS``."""
-        env, channels = {}, []
+        share of its objects): channel -> its directory."""
+        channels = {}
         for channel in self.args.get("InputDataConfig", []):
             name = channel["ChannelName"]
             source = channel["DataSource"]["S3DataSource"]
             sharded = source.get("S3DataDistributionType") == "ShardedByS3Key" and len(self.hosts) > 1
             share = (k, len(self.hosts)) if sharded else None
-            env[f"SM_CHANNEL_{name.upper()}"] = str(node.stage(source["S3Uri"], f"/opt/ml/input/data/{name}", share))
-            channels.append(name)
-        env["SM_CHANNELS"] = json.dumps(channels)
-        return env
+            channels[name] = str(node.stage(source["S3Uri"], f"/opt/ml/input/data/{name}", share))
+        return channels
 
     def _checkpoints(self, node: Job) -> tuple[Path, Snapshot]:
         """The checkpoint directory, with what the checkpoint URI holds (every node gets it), as SageMaker
@@ -225,21 +286,6 @@ class Toolkit:
             self.job.store.download(checkpoint["S3Uri"], local)
             node.log(f"restored checkpoints from {checkpoint['S3Uri']}")
         return local, snapshot(local)
-
-    def _training_env(self, k: int, env: dict[str, str]) -> dict[str, Any]:
-        """``SM_TRAINING_ENV``: the toolkit's whole view of the job, as one JSON object."""
-        channels = json.loads(env["SM_CHANNELS"])
-        return {
-            "channel_input_dirs": {c: env[f"SM_CHANNEL_{c.upper()}"] for c in channels}, "current_host": self.hosts[k],
-            "current_instance_type": self.instance_type, "hosts": self.hosts, "hyperparameters": self.hyperparameters,
-            "input_config_dir": env["SM_INPUT_CONFIG_DIR"], "input_data_config": self.input_data_config(),
-            "input_dir": env["SM_INPUT_DIR"], "job_name": self.job.job_name, "log_level": 20,
-            "model_dir": env["SM_MODEL_DIR"], "module_dir": self.submit, "module_name": env["SM_MODULE_NAME"],
-            "network_interface_name": "lo", "num_cpus": os.cpu_count() or 1,
-            "num_gpus": gpu_count(self.instance_type), "output_data_dir": env["SM_OUTPUT_DATA_DIR"],
-            "output_dir": env["SM_OUTPUT_DIR"], "resource_config": self.resource_config(k),
-            "user_entry_point": self.program,
-        }  # fmt: skip
 
     def _command(self, k: int, argv: list[str]) -> tuple[list[str], int]:
         """(the command node ``k`` runs, its processes' threads): the script, or torchrun per node; the local

@@ -54,7 +54,11 @@ def channel_uris(args: dict[str, Any]) -> list[str]:
 EPOCH = re.compile(r"\bepoch[=: ]\s*(\d+)", re.IGNORECASE)
 
 # hyperparameters the training toolkit keeps for itself: never passed to the script
-TOOLKIT_HYPERPARAMETERS = ("_tuning_objective_metric",)
+# sagemaker_training.params.SAGEMAKER_HYPERPARAMETERS: the toolkit's own hyperparameters, kept from the script
+# and from SM_FRAMEWORK_PARAMS; every other sagemaker_* one is a framework parameter
+TOOLKIT_HYPERPARAMETERS = ("sagemaker_program", "sagemaker_submit_directory", "sagemaker_enable_cloudwatch_metrics",
+                           "sagemaker_region", "sagemaker_container_log_level", "sagemaker_job_name",
+                           "default_user_module_name", "_tuning_objective_metric", "sagemaker_s3_output")  # fmt: skip
 
 
 def decode_hyperparameter(value: Any) -> Any:
@@ -113,15 +117,17 @@ class MetricCapture:
 def toolkit_for(args: dict[str, Any], job: Job) -> Toolkit:
     """The toolkit's view of a training job: its hyperparameters split into the script's and the toolkit's own."""
     hosts = host_names(int(args.get("ResourceConfig", {}).get("InstanceCount", 1) or 1))
-    hps = {k: decode_hyperparameter(v) for k, v in args.get("HyperParameters", {}).items()}
-    program = str(hps.pop("sagemaker_program", ""))
-    submit = str(hps.pop("sagemaker_submit_directory", ""))
-    distributed = bool(hps.pop("sagemaker_torch_distributed_enabled", False))
-    hps = {k: v for k, v in hps.items() if not k.startswith("sagemaker_") and k not in TOOLKIT_HYPERPARAMETERS}
+    every = {k: decode_hyperparameter(v) for k, v in args.get("HyperParameters", {}).items()}
+    program, submit = str(every.get("sagemaker_program", "")), str(every.get("sagemaker_submit_directory", ""))
+    # split as sagemaker_training.environment splits them: the toolkit's own, the framework's (other
+    # sagemaker_*), and the script's
+    own = {k for k in every if k in TOOLKIT_HYPERPARAMETERS or k.startswith("sagemaker_")}
+    framework = {k: v for k, v in every.items() if k in own and k not in TOOLKIT_HYPERPARAMETERS}
+    hps = {k: v for k, v in every.items() if k not in own}
     if not program or not submit:
         raise StepFailed("ClientError: no sagemaker_program / sagemaker_submit_directory hyperparameter", "ClientError")
     rendezvous = loopback_rendezvous() if len(hosts) == 1 else multi_node_rendezvous()
-    return Toolkit(args, job, hosts, hps, program, submit, distributed, rendezvous)
+    return Toolkit(args, job, hosts, hps, framework, program, submit, rendezvous)
 
 
 def _pack_outputs(job: Job, nodes: list[Job], output_path: str) -> None:
