@@ -23,7 +23,7 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.local.store import ObjectStore, StoreError
-from tests.tools.endpoints import chunked_until_answered, post, refused_before_read
+from tests.tools.endpoints import artifact, chunked_until_answered, post, refused_before_read
 from tests.tools.engine import engine_with, processing_step
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -229,17 +229,6 @@ def test_bad_traffic_gets_4xx_at_once_while_32_good_clients_are_all_served(endpo
     assert results and set(results) == {200}, {s: results.count(s) for s in set(results)}
 
 
-def _artifact(path: Path, files: dict[str, str], environment: dict[str, str] | None = None) -> Path:
-    """A model.tar.gz holding ``code/<name>`` files (and nothing else: the handlers make the model)."""
-    with tarfile.open(path, "w:gz") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
 SLOW = """
 import time
 def model_fn(model_dir):
@@ -255,7 +244,7 @@ def test_an_invocation_over_its_deadline_is_answered_504_and_its_work_ended(tmp_
     from pipelines.local.serving import Serving, deploy, ping, stop
 
     root = tmp_path / "runs"
-    archive = _artifact(tmp_path / "slow.tar.gz", {"code/inference.py": SLOW})
+    archive = artifact(tmp_path / "slow.tar.gz", {"code/inference.py": SLOW})
     serving = Serving(environment={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "3"})
     state = deploy(root, "slow", archive, "slow-v1", serving, log=lambda _: None)
     try:
@@ -281,7 +270,7 @@ def test_an_invocation_over_its_deadline_is_answered_504_and_its_work_ended(tmp_
 def _module_artifact(path: Path, value: str) -> Path:
     inference = "from helper import VALUE\ndef model_fn(d):\n    return VALUE\n"
     inference += "def transform_fn(m, body, ct, accept):\n    import helper\n    return helper.VALUE, 'text/plain'\n"
-    return _artifact(path, {"code/inference.py": inference, "code/helper.py": f"VALUE = {value!r}\n"})
+    return artifact(path, {"code/inference.py": inference, "code/helper.py": f"VALUE = {value!r}\n"})
 
 
 def test_a_swap_serves_the_new_artifacts_own_modules(tmp_path: Path) -> None:
@@ -303,7 +292,7 @@ def test_a_failed_swap_keeps_the_old_model_serving_fails_fast_and_says_so(tmp_pa
 
     root = tmp_path / "runs"
     state = deploy(root, "keep", _module_artifact(tmp_path / "a.tar.gz", "good"), "good", log=lambda _: None)
-    broken = _artifact(tmp_path / "broken.tar.gz", {"code/inference.py": "def model_fn(d):\n    raise ValueError("
+    broken = artifact(tmp_path / "broken.tar.gz", {"code/inference.py": "def model_fn(d):\n    raise ValueError("
                                                    "'these weights do not load')\n"})  # fmt: skip
     try:
         t0 = time.monotonic()
@@ -328,7 +317,7 @@ def test_redeploying_a_busy_endpoint_swaps_the_same_server_and_stop_all_stops_it
     from pipelines.local.serving import Serving, deploy, list_endpoints, stop_all
 
     root = tmp_path / "runs"
-    archive = _artifact(tmp_path / "slow.tar.gz", {"code/inference.py": SLOW})
+    archive = artifact(tmp_path / "slow.tar.gz", {"code/inference.py": SLOW})
     serving = Serving(environment={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "20"})
     state = deploy(root, "busy", archive, "busy-v1", serving, log=lambda _: None)
     busy = threading.Thread(target=lambda: post(state["port"], b"slow", "application/json"))

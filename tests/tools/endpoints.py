@@ -3,11 +3,23 @@ message, and raw-socket clients for what well-behaved HTTP clients never send.""
 
 from __future__ import annotations
 
+import io
 import json
 import socket
+import tarfile
 import time
-import urllib.error
-import urllib.request
+from pathlib import Path
+
+
+def artifact(path: Path, files: dict[str, str | bytes]) -> Path:
+    """A model.tar.gz holding ``files`` (``code/inference.py``, ``model.pt``...), as a training job packs one."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content in files.items():
+            data = content.encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
 
 
 def message(answer: bytes) -> str:
@@ -21,16 +33,19 @@ def message(answer: bytes) -> str:
 
 def post(port: int, body: bytes, content_type: str | None, accept: str | None = "application/json",
          timeout: float = 90) -> tuple[int, str, bytes]:  # fmt: skip
-    """(status, the error message or '', the body) of one invocation."""
+    """(status, the error message or '', the body) of one invocation; a header given as None is not sent (http.client
+    adds no Content-Type of its own, as urllib would)."""
+    import http.client
+
     headers = {k: v for k, v in (("Content-Type", content_type), ("Accept", accept)) if v is not None}
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, method="POST",
-                                     headers=headers)  # fmt: skip
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, "", response.read()
-    except urllib.error.HTTPError as exc:
-        answer = exc.read()
-        return exc.code, message(answer), answer
+        connection.request("POST", "/invocations", body=body, headers=headers)
+        response = connection.getresponse()
+        answer = response.read()
+    finally:
+        connection.close()
+    return response.status, ("" if response.status < 400 else message(answer)), answer
 
 
 def _status(reply: bytes) -> int:
