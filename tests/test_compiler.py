@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipelines.compiler import compile_pipeline
 from pipelines.compiler.code import pack_steps
@@ -293,3 +295,46 @@ def test_retry_policies_compile_to_exactly_the_error_types_the_spec_names(tmp_pa
     evaluate = next(s for s in d["Steps"] if s["Name"] == "evaluate")
     compiled = [t for policy in evaluate["RetryPolicies"] for t in policy["ExceptionType"]]
     assert sorted(compiled) == sorted(set(errors)) and len(compiled) == len(set(compiled))
+
+
+_DEFINITIONS = """
+import json, sys
+from pathlib import Path
+from tests.tools.golden import golden_definition
+print(json.dumps({p.name: golden_definition(p) for p in sorted(Path("config").glob("*.yaml"))}))
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("pandas", "scipy", "omegaconf"))))
+"""
+
+
+def test_a_lean_compile_emits_byte_for_byte_what_the_whole_sdk_emits() -> None:
+    """The compiler loads the SDK lean (`pipelines.compiler.sdk`): the definitions of every shipped spec are
+    those the whole SDK (``SMP_FULL_SDK=1``) writes, and the modules it leaves out were never imported."""
+    import subprocess
+    import sys
+
+    runs = {}
+    for mode, extra in (("lean", {}), ("full", {"SMP_FULL_SDK": "1"})):
+        env = {k: v for k, v in os.environ.items() if k != "SMP_FULL_SDK"} | extra | {"SMP_NO_COMPILE_CACHE": "1"}
+        done = subprocess.run([sys.executable, "-c", _DEFINITIONS], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        definitions, imported = (json.loads(line) for line in done.stdout.strip().splitlines()[-2:])
+        runs[mode] = (definitions, imported)
+    assert runs["lean"][0] == runs["full"][0] and len(runs["lean"][0]) == 3
+    assert runs["lean"][1] == [] and runs["full"][1]  # the whole SDK imports pandas, scipy and omegaconf
+
+
+def test_the_sdks_configuration_is_a_valid_constant_and_a_left_out_module_refuses_use() -> None:
+    from pipelines.compiler import sdk
+    from pipelines.compiler.context import sdk_environment
+
+    sdk_environment()
+    import sagemaker.config.config as config
+
+    real = getattr(config.validate_sagemaker_config, "_real", config.validate_sagemaker_config)
+    real(sdk.SDK_CONFIG)  # the SDK's own JSON-schema check passes
+    assert yaml.safe_load(Path(os.environ["SAGEMAKER_USER_CONFIG_OVERRIDE"]).read_text()) == sdk.SDK_CONFIG
+    with pytest.raises(sdk.SdkUnavailable, match="scipy.sparse.csr_matrix.*SMP_FULL_SDK=1"):
+        sdk._placeholder("scipy.sparse", "csr_matrix")()
+    with pytest.raises(sdk.SdkUnavailable, match=r"tried to call AWS \(s3\.list_buckets\)"):
+        sdk.OfflineClient("s3", "eu-west-1").list_buckets()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -13,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import layout
+from pipelines.compiler import sdk
 from pipelines.compiler.code import CodeBundle
 from pipelines.errors import UserError
+from pipelines.files import write_atomic
 from pipelines.instances import DEFAULT_GPU_INSTANCE
 from pipelines.settings import Settings
 from pipelines.spec import Image, PipelineSpec
@@ -26,7 +29,8 @@ class CompileError(UserError):
 
 
 def sdk_environment() -> None:
-    """Keep the SDK offline and quiet: no telemetry, no user or admin config files, no v2 banner."""
+    """Keep the SDK offline and quiet (no telemetry, no user or admin config files, no v2 banner), and load what
+    compiling needs of it (`pipelines.compiler.sdk`)."""
     if "SAGEMAKER_USER_CONFIG_OVERRIDE" not in os.environ:
         config = Path(tempfile.gettempdir()) / "sm-pipelines-sdk-config.yaml"
         if not config.exists():
@@ -44,22 +48,7 @@ def sdk_environment() -> None:
     for name in ("sagemaker", "sagemaker.config", "sagemaker.telemetry.telemetry_logging"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="Running within a PipelineSession")
-    import sagemaker.utils
-
-    # the SDK re-checks its whole JSON schema against the config on every config lookup (~0.2 s each, 50+
-    # per compile); the config does not change within a process, so check each distinct one once
-    validate = sagemaker.utils.validate_sagemaker_config
-    if not getattr(validate, "_memoised", False):
-        seen: set[str] = set()
-
-        def validate_once(config: dict | None = None) -> None:
-            key = repr(config)
-            if key not in seen:
-                validate(config)  # type: ignore[arg-type]
-                seen.add(key)
-
-        validate_once._memoised = True  # type: ignore[attr-defined]
-        sagemaker.utils.validate_sagemaker_config = validate_once  # type: ignore[assignment]
+    sdk.load()
 
 
 def _member(enum: Any, value: str) -> Any:
@@ -77,14 +66,16 @@ AWS_CONFIGURATION = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "A
 
 @contextlib.contextmanager
 def offline_aws() -> Iterator[None]:
-    """While compiling: no profile, no config or credentials file, no metadata service; restored after."""
+    """While compiling: no profile, no config or credentials file, no metadata service, no botocore client
+    (`sdk.offline_clients`); restored after."""
     saved = {name: os.environ.pop(name) for name in AWS_CONFIGURATION if name in os.environ}
     empty = {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
              "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
     before = {name: os.environ.get(name) for name in empty}
     os.environ.update(empty)
     try:
-        yield
+        with sdk.offline_clients():
+            yield
     finally:
         for name, value in before.items():
             if value is None:
@@ -106,7 +97,7 @@ def offline_session(settings: Settings) -> Any:
         aws_access_key_id="offline-compile",
         aws_secret_access_key="offline-compile",
     )
-    session = PipelineSession(boto_session=boto_session)
+    session = PipelineSession(boto_session=boto_session, sagemaker_config=sdk.SDK_CONFIG)
     session._default_bucket = settings.bucket  # type: ignore[assignment]  # no S3 lookup or bucket creation
     return session
 
@@ -122,19 +113,9 @@ def container_tag(role: str) -> str:
 
 def base_image_uri(settings: Settings, role: str, version: str = "2.6.0", py_version: str = "py312") -> str:
     """The SageMaker PyTorch GPU image the project's own image of a role extends (containers/<role>/)."""
-    sdk_environment()
-    from sagemaker import image_uris
-
-    return str(
-        image_uris.retrieve(
-            "pytorch",
-            region=settings.compile_region,
-            version=version,
-            py_version=py_version,
-            instance_type=DEFAULT_GPU_INSTANCE,
-            image_scope=role,
-        )
-    )
+    with offline_aws():
+        sdk_environment()
+        return pytorch_image_uri(settings.compile_region, version, py_version, DEFAULT_GPU_INSTANCE, role)
 
 
 def custom_image_uri(settings: Settings, role: str) -> str:
@@ -147,17 +128,43 @@ def custom_image_uri(settings: Settings, role: str) -> str:
     )
 
 
+IMAGE_URIS = layout.BUILD / ".compile-cache" / "image-uris.json"
+
+
+@functools.lru_cache(maxsize=1)
+def _known_image_uris() -> dict[str, str]:
+    try:
+        known = json.loads(IMAGE_URIS.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
 @functools.lru_cache(maxsize=256)
 def pytorch_image_uri(region: str, version: str, py_version: str, instance_type: str, scope: str) -> str:
-    """The SageMaker PyTorch image, looked up once per distinct request (the SDK reads botocore's endpoint data
-    on every lookup: 70 ms each, most of a 100-step pipeline's compile before this cache)."""
+    """The SageMaker PyTorch image, as the SDK's ``image_uris.retrieve`` names it. A lookup reads botocore's
+    endpoint data (70 ms, most of a 100-step compile), and its answer depends only on the request and the SDK's
+    and botocore's versions: so each answer is kept per process and on disk, under those versions
+    (``SMP_NO_COMPILE_CACHE=1``: never read or written)."""
+    from importlib.metadata import version as installed
+
+    key = "|".join((f"sagemaker={installed('sagemaker')}", f"botocore={installed('botocore')}", region, version,
+                    py_version, instance_type, scope))  # fmt: skip
+    cached = not os.environ.get("SMP_NO_COMPILE_CACHE")
+    if cached and key in _known_image_uris():
+        return _known_image_uris()[key]
     from sagemaker import image_uris
 
     try:
-        return str(image_uris.retrieve("pytorch", region=region, version=version, py_version=py_version,
-                                       instance_type=instance_type, image_scope=scope))  # fmt: skip
+        uri = str(image_uris.retrieve("pytorch", region=region, version=version, py_version=py_version,
+                                      instance_type=instance_type, image_scope=scope))  # fmt: skip
     except ValueError as exc:
         raise CompileError(f"no SageMaker PyTorch {scope} image for {version}/{py_version}: {exc}") from exc
+    if cached:
+        _known_image_uris()[key] = uri
+        with contextlib.suppress(OSError):  # a read-only build directory costs only the time
+            write_atomic(IMAGE_URIS, json.dumps(_known_image_uris(), indent=0, sort_keys=True))
+    return uri
 
 
 @dataclass

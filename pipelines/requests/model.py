@@ -52,6 +52,10 @@ def service_model() -> Any:
     from botocore.loaders import create_loader
     from botocore.model import ServiceModel
 
+    from pipelines.compiler.sdk import share_service_models
+
+    share_service_models()  # the SDK reads the same model while compiling: parse it once
+
     return ServiceModel(create_loader().load_service_model("sagemaker", "service-2"), "sagemaker")
 
 

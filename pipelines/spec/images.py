@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import re
 import sys
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -89,7 +90,7 @@ def third_party_imports(script: Path) -> frozenset[str]:
         except (OSError, SyntaxError):
             continue
         optional = _guarded_imports(tree)
-        for node in ast.walk(tree):
+        for node in _statements(tree):
             if id(node) in optional:
                 continue
             if isinstance(node, ast.Import):
@@ -108,11 +109,22 @@ def third_party_imports(script: Path) -> frozenset[str]:
     return frozenset(found)
 
 
+def _statements(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every statement, nested ones included (imports are statements: no need to visit the expressions, most
+    of a module's nodes)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            todo.extend(getattr(node, name, None) or [])
+
+
 def _guarded_imports(tree: ast.AST) -> set[int]:
     """Imports inside ``try: ... except ImportError`` (or ModuleNotFoundError): optional by the script's
     own account, so no image must provide them."""
     out: set[int] = set()
-    for node in ast.walk(tree):
+    for node in _statements(tree):
         if not isinstance(node, ast.Try):
             continue
         caught = {
@@ -122,7 +134,7 @@ def _guarded_imports(tree: ast.AST) -> set[int]:
             if name is not None
         }
         if caught & {"ImportError", "ModuleNotFoundError"}:
-            imports = (n for statement in node.body for n in ast.walk(statement))
+            imports = (n for statement in node.body for n in _statements(statement))
             out |= {id(n) for n in imports if isinstance(n, ast.Import | ast.ImportFrom)}
     return out
 
