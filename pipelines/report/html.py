@@ -1,8 +1,8 @@
 """One self-contained HTML file per execution: no network, no scripts, every image inlined.
 
-Plots are matplotlib's (Agg, PNG inlined as base64; the graph as inline SVG): it is already how the
-scientific Python world draws, renders offline with no JavaScript, and a static PNG stays readable in
-any browser, mail client or CI artifact viewer. Thumbnails are drawn with Pillow.
+Charts are SVG written directly (`pipelines.report.charts`), the graph too (`pipelines.report.graph`): they
+render offline with no JavaScript in any browser, and writing them costs milliseconds, so every run writes its
+report without a plotting library. Thumbnails are drawn with Pillow.
 """
 
 from __future__ import annotations
@@ -12,18 +12,17 @@ import hashlib
 import html
 import io
 import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from pipelines.files import write_atomic
-from pipelines.report import graph
+from pipelines.report import charts, graph
 from pipelines.report.outcomes import outcome
-from pipelines.report.outcomes.base import is_number
 from pipelines.report.summary import comparisons, failure_lines
 from pipelines.report.summary import lines as summary_lines
 from pipelines.report.view import Evaluation, RunView, seconds
@@ -73,29 +72,10 @@ def _memo(material: bytes, draw: Callable[[], str]) -> str:
 
 def _material(*parts: Any) -> bytes:
     return b"\0".join(
-        p.tobytes() + str(p.shape).encode() if isinstance(p, np.ndarray) else
+        p.tobytes() + str(p.shape).encode() if hasattr(p, "tobytes") and hasattr(p, "shape") else
         json.dumps(p, sort_keys=True, default=str).encode()
         for p in parts
     )  # fmt: skip
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig: Any, name: str, alt: str) -> str:
-    plt = _pyplot()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
-    data = base64.b64encode(buffer.getvalue()).decode()
-    attributes = f'class="figure" data-figure="{html.escape(name)}" alt="{html.escape(alt)}"'
-    return f'<img {attributes} src="data:image/png;base64,{data}">'
 
 
 def _table(header: list[str], rows: list[list[Any]], cls: str = "") -> str:
@@ -175,24 +155,8 @@ def _curves(view: RunView) -> str:
     metrics = list(dict.fromkeys(m for c in view.curves.values() for m in c))
     if not metrics:
         return "<p>No training job printed a metric its regexes capture.</p>"
-    plt = _pyplot()
-    cols = min(3, len(metrics))
-    rows = math.ceil(len(metrics) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
-    for ax, metric in zip(axes.flat, metrics, strict=False):
-        for job, values in view.curves.items():
-            series = values.get(metric)
-            if series:
-                ax.plot(range(1, len(series) + 1), series, marker="o", markersize=3, label=job[-24:])
-        ax.set_title(metric, fontsize=10)
-        ax.set_xlabel("epoch", fontsize=8)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(metrics) :]:
-        ax.set_axis_off()
-    if len(view.curves) <= 12:
-        axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    return _png(fig, "curves", "per-epoch metrics")
+    panels = [(m, {job: values[m] for job, values in view.curves.items() if values.get(m)}) for m in metrics]
+    return charts.lines("curves", "per-epoch metrics", panels)
 
 
 def children(view: RunView, step: str) -> str:
@@ -212,27 +176,12 @@ def _children(view: RunView, step: str) -> str:
     ]  # fmt: skip
     out = _table([label, "status", metric, *tuned, "seconds"], rows, "children")
     done = [t for t in records if t.get("Value") is not None]
-    numeric = [k for k in tuned if all(is_number(t["Parameters"].get(k)) for t in done)]
     if done and tuned:
-        plt = _pyplot()
-        fig, axes = plt.subplots(1, len(tuned), figsize=(3.6 * len(tuned), 3.0), squeeze=False)
-        y = [t["Value"] for t in done]
-        for ax, name in zip(axes.flat, tuned, strict=True):
-            values = [t["Parameters"].get(name) for t in done]
-            if name in numeric:
-                numbers = [float(v) for v in values]
-                ax.scatter(numbers, y, c=range(len(done)), cmap="viridis", edgecolors="#333333")
-                if min(numbers) > 0 and max(numbers) / min(numbers) > 20:
-                    ax.set_xscale("log")
-            else:
-                ax.scatter([str(v) for v in values], y, c=range(len(done)), cmap="viridis", edgecolors="#333333")
-            ax.set_xlabel(name)
-            ax.set_ylabel(metric, fontsize=8)
-            ax.grid(alpha=0.3)
-        fig.tight_layout()
-        out += _png(fig, f"children-{step}", f"{metric} against each parameter") + (
+        panels = [(name, [t["Parameters"].get(name) for t in done]) for name in tuned]
+        out += charts.scatter(f"children-{step}", f"{metric} against each parameter", metric, panels,
+                              [float(t["Value"]) for t in done]) + (
             f"<p><small>colour: the order the {html.escape(label)}s started (dark first)</small></p>"
-        )
+        )  # fmt: skip
     return out
 
 
@@ -241,21 +190,11 @@ def confusion(head: str, matrix: np.ndarray) -> str:
 
 
 def _confusion(head: str, matrix: np.ndarray) -> str:
+    import numpy as np
+
     k = len(matrix)
     if k <= MATRIX_LIMIT:
-        plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(min(8, 1.5 + 0.35 * k), min(7, 1.2 + 0.3 * k)))
-        image = ax.imshow(matrix, cmap="Blues")
-        if k <= 12:
-            for (i, j), v in np.ndenumerate(matrix):
-                ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
-                        color="white" if v > matrix.max() / 2 else "black")  # fmt: skip
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(head, fontsize=10)
-        fig.colorbar(image, ax=ax, fraction=0.046)
-        fig.tight_layout()
-        return _png(fig, f"confusion-{head}", f"confusion matrix of {head}")
+        return charts.heatmap(f"confusion-{head}", f"confusion matrix of {head}", head, matrix.tolist(), k <= 12)
     off = matrix.copy()
     np.fill_diagonal(off, 0)
     flat = np.argsort(off, axis=None)[::-1][:CONFUSED_PAIRS]
@@ -273,11 +212,14 @@ def _confusion(head: str, matrix: np.ndarray) -> str:
 
 
 def thumbnails(worst: dict[str, np.ndarray]) -> str:
+    import numpy as np
+
     parts = [part for key in sorted(worst) for part in (key, np.asarray(worst[key]))]
     return _memo(_material("thumbnails", *parts), lambda: _thumbnails(worst))
 
 
 def _thumbnails(worst: dict[str, np.ndarray]) -> str:
+    import numpy as np
     from PIL import Image
 
     heads = [str(h) for h in worst["heads"]]
@@ -303,6 +245,8 @@ def _thumbnails(worst: dict[str, np.ndarray]) -> str:
 
 
 def evaluation(view: RunView, step: str, evaluation: Evaluation) -> str:
+    import numpy as np
+
     out = _table(["metric", "value"], [[k, v] for k, v in evaluation.metrics.items()], "metrics")
     for check in comparisons(view):
         if step in check["reads"]:  # a comparison of this evaluation's report

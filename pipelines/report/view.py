@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 EVALUATION_FILES = ("evaluation.json", "confusion_matrices.json", "predictions.csv", "worst_images.npz")
 
@@ -81,6 +82,8 @@ class Evaluation:
         path = self._path("worst_images.npz")
         if path is None:
             return None
+        import numpy as np
+
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
 

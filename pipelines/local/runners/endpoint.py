@@ -11,7 +11,6 @@ from typing import Any
 
 from pipelines.files import write_atomic
 from pipelines.local.runners.base import Job, Runner, StepFailed
-from pipelines.local.serving import EndpointError, Serving, deploy
 from pipelines.local.store import StoreError
 
 
@@ -65,6 +64,8 @@ class EndpointConfigRunner(Runner):
 
 class EndpointRunner(Runner):
     def run(self, step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[str, Any]:
+        from pipelines.local.serving import EndpointError, Serving, deploy  # the server's modules: when deploying
+
         name, config_name = args["EndpointName"], args["EndpointConfigName"]
         config = _read(job, "endpoint-configs", config_name, "endpoint configuration")
         variant = config["ProductionVariants"][0]
