@@ -154,3 +154,26 @@ def test_invoke_reports_a_container_error_as_the_runtimes_model_error(
     assert code == 1
     assert 'ModelError (424): Received client error (418) from primary with message "short and stout' in err
     assert "(OriginalStatusCode 418)" in err
+
+
+def test_redeploying_the_same_artifact_keeps_the_loaded_model_under_the_new_configuration(tmp_path: Path) -> None:
+    """A rerun's deploy (a new endpoint configuration of the same bytes and environment) renames what is in
+    service instead of loading the model again in a new worker."""
+    import psutil
+
+    from pipelines.local.serving import deploy, ping, stop
+
+    root = tmp_path / "runs"
+    archive = artifact(tmp_path / "echo.tar.gz", {"code/inference.py": ECHO})
+    state = deploy(root, "same", archive, "same-v1", log=lambda _: None)
+    try:
+        workers = {p.pid for p in psutil.Process(state["pid"]).children()}
+        again = deploy(root, "same", archive, "same-v2", log=lambda _: None)
+        assert again["pid"] == state["pid"] and ping(state["port"]) == "same-v2"
+        assert {p.pid for p in psutil.Process(state["pid"]).children()} == workers  # no new worker started
+        other = artifact(tmp_path / "other.tar.gz", {"code/inference.py": ECHO + "\n# another model\n"})
+        deploy(root, "same", other, "same-v3", log=lambda _: None)
+        assert ping(state["port"]) == "same-v3"
+        assert {p.pid for p in psutil.Process(state["pid"]).children()} != workers  # another model: a new worker
+    finally:
+        stop(root, "same")

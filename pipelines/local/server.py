@@ -222,8 +222,14 @@ class Server:
 
     async def reload(self) -> None:
         """Start the model endpoint.json now names beside the one in service, then switch to it; a model
-        that does not load leaves the old one serving."""
+        that does not load leaves the old one serving. The same artifact with the same environment (a rerun's
+        deploy: a new endpoint configuration of the same model) keeps the loaded worker, renamed."""
         record = read_json(self.directory / "endpoint.json")
+        if self._same_model(record):
+            self.worker.label, self.record = record["endpoint_config"], record
+            self._write_serving(record, None)
+            print(f"now serving {self.worker.label}: the same model, already loaded", flush=True)
+            return
         loop = asyncio.get_running_loop()
         try:
             worker = await loop.run_in_executor(None, self._start, record)
@@ -238,6 +244,10 @@ class Server:
         await loop.run_in_executor(None, old.stop)
         self._write_serving(record, None)
         print(f"now serving {worker.label} from {worker.model_dir}", flush=True)
+
+    def _same_model(self, record: dict[str, Any]) -> bool:
+        keys = ("model_digest", "environment", "data_capture", "store_root", "mounts")
+        return bool(record.get("model_digest")) and all(record.get(k) == self.record.get(k) for k in keys)
 
     async def invoke(self, headers: dict[str, str], body: bytes, deadline: float) -> tuple[int, str, str, bytes]:
         """The worker's answer within ``deadline`` (monotonic); past it the worker is killed and restarted."""

@@ -12,6 +12,7 @@ running ``pipelines.local.server`` for this very directory.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -140,7 +141,7 @@ def _deploy(root: Path, name: str, archive: Path, endpoint_config: str, serving:
         "environment": serving.environment,
         "data_capture": serving.data_capture if serving.data_capture and serving.data_capture.get("EnableCapture")
         else None,
-        "store_root": serving.store_root, "mounts": serving.mounts,
+        "store_root": serving.store_root, "mounts": serving.mounts, "model_digest": _digest(archive),
         "port": int(previous["port"]) if running else _free_port(), "pid": int(previous["pid"]) if running else 0,
         "created": previous.get("created", now) if running else now, "updated": now,
         "request": secrets.token_hex(8),  # the server answers this request in serving.json
@@ -156,6 +157,15 @@ def _deploy(root: Path, name: str, archive: Path, endpoint_config: str, serving:
     log(f"endpoint {name}: starting {endpoint_config} on http://{HOST}:{record['port']} (pid {server.pid})")
     # our own child: alive while it has not exited (its command line is the parent's until it has exec'd)
     return _await_model(directory, record, lambda: server.poll() is None)
+
+
+def _digest(archive: Path) -> str:
+    """The artifact's content hash: a swap to the same bytes (a rerun's deploy) keeps the loaded model."""
+    digest = hashlib.sha256()
+    with open(archive, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _start_server(directory: Path) -> subprocess.Popen[bytes]:
