@@ -261,7 +261,10 @@ said = {
     "second": run("local", "run", "echo.yaml", "Message=again", "--root", root),
     "describe": run("local", "describe", "latest", "--root", root),
 }
-records = sorted(p.parent.name for p in Path(root, "executions").glob("*/execution.json"))
+from pipelines.local.records import read_record
+# in the order they started (two runs within one second have ids that sort by their random part)
+records = [name for _, name in sorted((read_record(p.parent)["started"], p.parent.name)
+                                      for p in Path(root, "executions").glob("*/execution.json"))]
 said["outputs"] = [json.loads(Path(root, "executions", i, "steps", "say", "result.json").read_text())["Output"]
                    for i in records]
 said["gc"] = run("local", "gc", "--keep", "1", "--root", root)

@@ -83,31 +83,27 @@ def read_record(directory: Path) -> dict[str, Any] | None:
 
 
 def list_executions(root: Path) -> list[dict[str, Any]]:
-    """Every readable record under a run root, newest first (one whose engine died is ended first)."""
+    """Every readable record under a run root, newest first by its start time (two started within one second have
+    ids that sort by their random part; one whose engine died is ended first)."""
     out = []
-    for path in sorted((Path(root) / "executions").glob("*/execution.json"), reverse=True):
+    for path in (Path(root) / "executions").glob("*/execution.json"):
         record = read_record(path.parent)
         if record is not None:
             out.append(record)
-    return out
+    return sorted(out, key=lambda r: (r.get("started") or "", r["id"]), reverse=True)
 
 
 LATEST = "latest"
 
 
 def resolve_id(root: Path, execution_id: str) -> str:
-    """An execution id as given, or ``latest``: the execution started last under the run root (by its record's
-    start time: two started within one second have ids that sort by their random part)."""
+    """An execution id as given, or ``latest``: the execution started last under the run root."""
     if execution_id != LATEST:
         return execution_id
-    found = []
-    for path in (Path(root) / "executions").glob("*/execution.json"):
-        record = read_record(path.parent)
-        started = record.get("started") if record else None
-        found.append((started or "", path.parent.name))
+    found = list_executions(root)
     if not found:
         raise RecordError(f"no executions under {root} yet: 'latest' names none (make pipeline-local starts one)")
-    return max(found)[1]
+    return str(found[0]["id"])
 
 
 def load_execution(root: Path, execution_id: str) -> dict[str, Any]:
