@@ -7,6 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEV    := $(VENV)/.installed-dev
+AUTOML := $(VENV)/.installed-automl
 TORCH  := torch==2.14.1 torchvision==0.29.1
 CONFIG ?= config/digits.yaml
 PARAMS ?=
@@ -14,7 +15,7 @@ UNTIL  ?=
 
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 
-.PHONY: install install-dev test lint data bench clean pipeline-local pipeline-graph pipeline-retry validate pipeline-definition pipeline-upsert pipeline-run golden image-build image-push
+.PHONY: install install-dev install-automl test lint data bench clean pipeline-local pipeline-graph pipeline-retry validate pipeline-definition pipeline-upsert pipeline-run golden image-build image-push
 
 # pip's own progress (what it collects, downloads, installs) is shown: a fresh install takes minutes
 $(STAMP): pyproject.toml Makefile
@@ -32,12 +33,23 @@ $(DEV): $(STAMP)
 	$(PY) -m pip install --progress-bar on -e '.[dev]' | grep -v '^Requirement already satisfied' || true
 	$(PY) -c "import pytest, moto, sklearn" && touch $(DEV)
 
+# the automl extra (AutoGluon-tabular, LightGBM, CatBoost, XGBoost: about 600 MB), for specs with kind: automl
+$(AUTOML): $(STAMP)
+	@echo "==> the automl extra: AutoGluon-tabular 1.6.3 with LightGBM, CatBoost and XGBoost (a few minutes)"
+	$(PY) -m pip install --progress-bar on -e '.[automl]' | grep -v '^Requirement already satisfied' || true
+	$(PY) -c "import autogluon.tabular, lightgbm, catboost, xgboost" && touch $(AUTOML)
+
 install: $(STAMP)
 
 install-dev: $(DEV)
 
+install-automl: $(AUTOML)
+
+# a spec with an automl step needs the automl extra: installed on demand
+NEEDS_AUTOML = $(if $(shell grep -qsE '^[[:space:]-]*kind:[[:space:]]*automl' $(CONFIG) && echo yes),$(AUTOML))
+
 # the lint (ruff, mypy, the import-linter layers) is part of the tests
-test: lint
+test: lint $(AUTOML)
 	$(PY) -m pytest -q
 
 lint: $(DEV)
@@ -51,10 +63,10 @@ data/.stamp: $(DEV) tests/tools/datasets.py
 	$(PY) -m tests.tools.datasets --out data
 	touch data/.stamp
 
-pipeline-local: $(STAMP) data/.stamp
+pipeline-local: $(STAMP) data/.stamp $(NEEDS_AUTOML)
 	$(PY) -m pipelines local run $(CONFIG) $(PARAMS) $(if $(UNTIL),--until $(UNTIL))
 
-bench: $(DEV)
+bench: $(DEV) $(AUTOML)
 	$(PY) bench/run.py
 
 validate: $(STAMP)

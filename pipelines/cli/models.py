@@ -185,7 +185,7 @@ def endpoints_stop(args: argparse.Namespace) -> int:
 
 
 CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".npy": "application/x-npy",
-                 ".json": "application/json"}  # fmt: skip
+                 ".json": "application/json", ".csv": "text/csv", ".jsonl": "application/jsonlines"}  # fmt: skip
 
 
 def model_error(status: int, message: str) -> str:
@@ -244,7 +244,8 @@ def _invoke_sagemaker(args: argparse.Namespace, body: bytes, content_type: str) 
 
 
 @group.command("invoke", "send images (PNG/JPEG/.npy/.json) to an endpoint and print its predictions",
-               option("endpoint"), option("files", nargs="+", metavar="FILE"),
+               option("endpoint"), option("files", nargs="*", metavar="FILE"),
+               option("--body", help="send this text instead of a file, e.g. a CSV row: --body '17.99,10.38,...'"),
                option("--local", action="store_true", help="a local endpoint"), ROOT,
                option("--content-type", help="default: from the file's extension"),
                option("--accept", default="application/json"),
@@ -253,15 +254,21 @@ def invoke(args: argparse.Namespace) -> int:
     from pipelines.cli.printing import print_predictions
 
     failures = 0
-    for file in args.files:
+    if bool(args.files) == (args.body is not None):
+        raise UsageError("say what to send: one or more files, or --body TEXT (not both)")
+    for file in args.files or ["--body"]:
         path = Path(file)
-        content_type = args.content_type or CONTENT_TYPES.get(path.suffix.lower())
-        if content_type is None:
-            raise UsageError(f"{file}: unknown file type; use .png, .jpg, .npy or .json, or say --content-type")
-        try:
-            body = path.read_bytes()
-        except OSError as exc:
-            raise UsageError(f"{file}: {exc.strerror}") from None
+        if args.body is not None:
+            body, content_type = args.body.encode(), args.content_type or "text/csv"
+        else:
+            content_type = args.content_type or CONTENT_TYPES.get(path.suffix.lower())
+            if content_type is None:
+                raise UsageError(f"{file}: unknown file type; use .png, .jpg, .npy, .json, .csv or .jsonl, or say "
+                                 "--content-type")  # fmt: skip
+            try:
+                body = path.read_bytes()
+            except OSError as exc:
+                raise UsageError(f"{file}: {exc.strerror}") from None
         answer, error = (_invoke_local if args.local else _invoke_sagemaker)(args, body, content_type)
         if answer is None:
             print(f"{file}: {error}", file=sys.stderr)

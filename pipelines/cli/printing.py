@@ -63,7 +63,8 @@ def print_package(package: dict[str, Any], as_json: bool = False) -> None:
 
 
 def print_predictions(name: str, body: bytes) -> None:
-    """One line per image and head: the class (its name when the model has names) and its probability."""
+    """One line per image and head: the class (its name when the model has names) and its probability; one line
+    per row of a table model (its keys: predicted_label, probability...)."""
     try:
         predictions = json.loads(body)["predictions"]
     except (ValueError, KeyError, TypeError):
@@ -71,7 +72,10 @@ def print_predictions(name: str, body: bytes) -> None:
         return
     for i, prediction in enumerate(predictions):
         heads = []
-        for head, value in prediction.items():
+        for head, value in (prediction.items() if isinstance(prediction, dict) else [("prediction", prediction)]):
+            if not isinstance(value, dict):  # a table model's keys (predicted_label, probability, ...)
+                heads.append(f"{head}={value:.4g}" if isinstance(value, float) else f"{head}={value}")
+                continue
             label = value.get("label", value.get("class"))
             heads.append(f"{head}={label} ({value.get('probability', 0):.3f})")
         prefix = name if len(predictions) == 1 else f"{name}[{i}]"

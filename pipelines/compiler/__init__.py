@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.compiler.automl import compile_automl
 from pipelines.compiler.code import CodeBundle, pack_steps
 from pipelines.compiler.context import CompileContext, CompileError, offline_aws, offline_session, sdk_environment
 from pipelines.compiler.deploy import compile_deploy
@@ -21,6 +22,7 @@ from pipelines.compiler.gate import compile_gate
 from pipelines.compiler.processing import compile_processing
 from pipelines.compiler.register import compile_register
 from pipelines.compiler.training import compile_training
+from pipelines.compiler.transform import compile_transform
 from pipelines.compiler.tuning import compile_tuning
 from pipelines.settings import Settings
 from pipelines.spec import PipelineSpec
@@ -36,6 +38,8 @@ COMPILERS: dict[str, Callable[[Any, CompileContext], list[Any]]] = {
     "tuning": compile_tuning,  # Tuning
     "register": compile_register,  # RegisterModel
     "deploy": compile_deploy,  # Model, EndpointConfig, Endpoint
+    "automl": compile_automl,  # AutoML
+    "transform": compile_transform,  # Model, Transform
 }
 
 

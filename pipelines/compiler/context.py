@@ -179,6 +179,11 @@ class CompileContext:
     sdk_steps: dict[str, Any] = field(default_factory=dict)  # spec step name -> SDK step (the last one)
     property_files: dict[str, Any] = field(default_factory=dict)  # evaluation step -> PropertyFile
     report_files: dict[str, str] = field(default_factory=dict)  # evaluation step -> report file name
+    # (step, output) -> a builder of the SDK Model that serves it, for outputs that carry their own inference
+    # containers (an automl step's best candidate); any other model output is served by the project's image
+    models: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # (step, metric) -> the value a quality gate compares (a JsonGet on a report, a step property)
+    gate_values: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     @property
     def bucket(self) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipelines.compiler.context import CompileContext
-from pipelines.compiler.register import serving_model
+from pipelines.compiler.register import model_step
 from pipelines.spec import DeploySpec
 
 APPROVED = "Approved"
@@ -19,16 +19,9 @@ def compile_deploy(step: DeploySpec, ctx: CompileContext) -> list[Any]:
     from sagemaker.workflow.endpoint_step import EndpointConfigStep, EndpointStep
     from sagemaker.workflow.execution_variables import ExecutionVariables
     from sagemaker.workflow.functions import Join
-    from sagemaker.workflow.model_step import ModelStep
 
     instance_type = ctx.value(step.instance.type)
-    model_step = ModelStep(
-        name=f"{step.name}-model",
-        display_name=f"{step.display_name or step.name}: model",
-        step_args=serving_model(step, ctx, step.instance.type).create(instance_type=instance_type),
-        retry_policies=ctx.retry_policies(step, job=False),
-        depends_on=ctx.depends_on(step.depends_on),
-    )
+    model = model_step(step, ctx)
     capture = None
     if step.data_capture is not None:  # compiled as written; validate refuses it (`pipelines.limits`)
         destination = step.data_capture.destination
@@ -42,7 +35,7 @@ def compile_deploy(step: DeploySpec, ctx: CompileContext) -> list[Any]:
         display_name=f"{step.display_name or step.name}: endpoint config",
         step_args=ctx.session.create_endpoint_config(
             name=config_name,
-            model_name=model_step.properties.ModelName,
+            model_name=model.properties.ModelName,
             initial_instance_count=step.instance.count,
             instance_type=instance_type,
             data_capture_config_dict=capture,
@@ -57,7 +50,7 @@ def compile_deploy(step: DeploySpec, ctx: CompileContext) -> list[Any]:
         ),
     )
     ctx.outputs[(step.name, "endpoint")] = endpoint_step.properties.EndpointName
-    steps: list[Any] = [model_step, config_step, endpoint_step]
+    steps: list[Any] = [model, config_step, endpoint_step]
     if step.registration is None:
         return steps
     # The package's approval status is a property of the register step: deploy only when it is Approved

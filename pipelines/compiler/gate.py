@@ -18,12 +18,10 @@ def compile_gate(gate: GateSpec, gated: list[Any], ctx: CompileContext) -> Any:
         ConditionLessThanOrEqualTo,
     )
     from sagemaker.workflow.fail_step import FailStep
-    from sagemaker.workflow.functions import Join, JsonGet
+    from sagemaker.workflow.functions import Join
 
     step_name, _, metric = gate.metric.partition(".")
-    value = JsonGet(
-        step_name=step_name, property_file=ctx.property_files[step_name], json_path=f"metrics.{metric}.value"
-    )
+    value = ctx.gate_values[(step_name, metric)]
     threshold = ctx.value(gate.threshold)
     condition = {
         ">=": ConditionGreaterThanOrEqualTo,

@@ -9,11 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from pipelines.compiler.context import CompileContext
-from pipelines.spec import DeploySpec, RegisterSpec
+from pipelines.spec import DeploySpec, RegisterSpec, TransformSpec
+from pipelines.spec.base import STEP_REF
 
 
-def serving_model(step: RegisterSpec | DeploySpec, ctx: CompileContext, instance_type: str) -> Any:
+def serving_model(step: RegisterSpec | DeploySpec | TransformSpec, ctx: CompileContext, instance_type: str) -> Any:
+    """The SDK Model a step's ``model`` names: the one its producing step built (an automl step's best candidate,
+    `CompileContext.models`), else the project's artifact served by the PyTorch inference image."""
     from sagemaker.model import Model
+
+    match = STEP_REF.match(step.model)
+    if match and (match.group(1), match.group(2)) in ctx.models:
+        return ctx.models[(match.group(1), match.group(2))]()
 
     return Model(
         image_uri=ctx.image_uri(step.image, "inference", instance_type),
@@ -26,6 +33,19 @@ def serving_model(step: RegisterSpec | DeploySpec, ctx: CompileContext, instance
             "SAGEMAKER_REGION": ctx.settings.compile_region,
         },
         sagemaker_session=ctx.session,
+    )
+
+
+def model_step(step: DeploySpec | TransformSpec, ctx: CompileContext) -> Any:
+    """The Model step a deploy or transform step starts with: ``<step>-model``, on the step's instance type."""
+    from sagemaker.workflow.model_step import ModelStep
+
+    return ModelStep(
+        name=f"{step.name}-model",
+        display_name=f"{step.display_name or step.name}: model",
+        step_args=serving_model(step, ctx, step.instance.type).create(instance_type=ctx.value(step.instance.type)),
+        retry_policies=ctx.retry_policies(step, job=False),
+        depends_on=ctx.depends_on(step.depends_on),
     )
 
 

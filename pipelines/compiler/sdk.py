@@ -57,7 +57,8 @@ NEEDED = ("sagemaker.workflow.pipeline", "sagemaker.workflow.steps", "sagemaker.
           "sagemaker.workflow.properties", "sagemaker.workflow.retry", "sagemaker.workflow.execution_variables",
           "sagemaker.processing", "sagemaker.pytorch", "sagemaker.tuner", "sagemaker.model",
           "sagemaker.model_metrics", "sagemaker.inputs", "sagemaker.image_uris", "sagemaker.utils",
-          "sagemaker.session", "sagemaker.config")  # fmt: skip
+          "sagemaker.session", "sagemaker.config", "sagemaker.automl.automl", "sagemaker.workflow.automl_step",
+          "sagemaker.transformer")  # fmt: skip
 
 
 class SdkUnavailable(UserError):

@@ -5,6 +5,7 @@ one line in the `StepSpec` union (``spec/pipeline.py``), one in `COMPILERS`, and
 definition ``Type`` it compiles to (`RUNNERS`). See docs/design.md.
 """
 
+from pipelines.spec.automl import AutoMLSpec
 from pipelines.spec.base import Cache, Image, Instance, Reference, Retry, walk_references
 from pipelines.spec.checks import Problem, check_pipeline
 from pipelines.spec.deploy import DeploySpec
@@ -13,9 +14,11 @@ from pipelines.spec.pipeline import GateSpec, ParameterSpec, PipelineSpec, StepS
 from pipelines.spec.processing import ProcessingSpec
 from pipelines.spec.register import RegisterSpec
 from pipelines.spec.training import Spot, TrainingSpec
+from pipelines.spec.transform import TransformSpec
 from pipelines.spec.tuning import TuningSpec
 
 __all__ = [
+    "AutoMLSpec",
     "Cache",
     "DeploySpec",
     "EvaluationSpec",
@@ -32,6 +35,7 @@ __all__ = [
     "Spot",
     "StepSpec",
     "TrainingSpec",
+    "TransformSpec",
     "TuningSpec",
     "check_pipeline",
     "walk_references",

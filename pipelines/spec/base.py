@@ -219,6 +219,10 @@ class StepBase(Model):
         """What other steps may read as ``<step>.<output>``."""
         return []
 
+    def gate_metrics(self) -> list[str]:
+        """The metrics of this step the quality gate may read as ``<step>.<metric>``."""
+        return []
+
     def request_fields(self) -> dict[str, tuple[str, ...]]:
         return self.REQUEST_FIELDS
 

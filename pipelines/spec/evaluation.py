@@ -26,6 +26,9 @@ class EvaluationSpec(ProcessingSpec):
     def output_names(self) -> list[str]:
         return list(dict.fromkeys(["evaluation", *self.outputs]))
 
+    def gate_metrics(self) -> list[str]:
+        return list(self.metrics)
+
     def script_options_used(self, here: Path_) -> list[tuple[Path_, str, str]]:
         used = super().script_options_used(here)
         if "evaluation" not in self.outputs:  # always mounted, even when the spec lists other outputs only

@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 
 from pydantic import Field, model_validator
 
+from pipelines.spec.automl import AutoMLSpec
 from pipelines.spec.base import NAME, PARAM, Model
 from pipelines.spec.deploy import DeploySpec
 from pipelines.spec.evaluation import EvaluationSpec
 from pipelines.spec.processing import ProcessingSpec
 from pipelines.spec.register import RegisterSpec
 from pipelines.spec.training import TrainingSpec
+from pipelines.spec.transform import TransformSpec
 from pipelines.spec.tuning import TuningSpec
 from pipelines.suggest import suggest
 
@@ -29,6 +31,8 @@ StepSpec = Annotated[
         EvaluationSpec,
         RegisterSpec,
         DeploySpec,
+        AutoMLSpec,
+        TransformSpec,
     ],
     Field(discriminator="kind"),
 ]
@@ -89,7 +93,10 @@ class ParameterSpec(Model):
 class GateSpec(Model):
     """Register and deploy run only when ``metric`` passes ``threshold``; otherwise the execution fails."""
 
-    metric: str = Field(description="<evaluation step>.<metric>, e.g. evaluate.weighted_recall")
+    metric: str = Field(
+        description="<step>.<metric>: an evaluation step's metric (evaluate.weighted_recall), or an automl step's "
+        "objective (automl.objective)"
+    )
     threshold: Annotated[str | float, PARAM] = Field(description="a number, or $Param")
     comparison: Literal[">=", ">", "<=", "<"] = ">="
 
@@ -97,18 +104,18 @@ class GateSpec(Model):
         spec = checks.spec
         step_name, _, metric = self.metric.partition(".")
         target = spec.step(step_name)
-        if not isinstance(target, EvaluationSpec):
-            evaluations = [s.name for s in spec.steps if isinstance(s, EvaluationSpec)]
+        readable = [s.name for s in spec.steps if s.gate_metrics()]
+        if target is None or not target.gate_metrics():
             checks.add(
                 ("gate", "metric"),
-                f"'{step_name}' is not an evaluation step",
-                suggest(step_name, evaluations) or "add an evaluation step",
+                f"'{step_name}' is not a step whose metrics a gate reads (an evaluation or an automl step)",
+                suggest(step_name, readable) or "add an evaluation step",
             )
-        elif metric not in target.metrics:
+        elif metric not in target.gate_metrics():
             checks.add(
                 ("gate", "metric"),
-                f"evaluation step '{step_name}' produces no metric '{metric}'",
-                suggest(metric, target.metrics) or "list it under the evaluation step's metrics:",
+                f"step '{step_name}' produces no metric '{metric}'",
+                suggest(metric, target.gate_metrics()) or "list it under the evaluation step's metrics:",
             )
         if isinstance(self.threshold, str):
             declared = checks.parameter_type(self.threshold)

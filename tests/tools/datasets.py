@@ -142,11 +142,30 @@ def write_digits(out_dir: Path) -> Path:
     return write_encoded(out_dir / "digits.parquet", images, {"label": digits.target})
 
 
+def write_breast_cancer(out_dir: Path) -> Path:
+    """scikit-learn's Wisconsin breast cancer table (569 rows, 30 numeric features) as CSV with a header, the
+    target ``diagnosis`` spelled as the dataset's own class names (malignant, benign)."""
+    import csv
+
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "breast_cancer.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([name.replace(" ", "_") for name in data.feature_names] + ["diagnosis"])
+        for row, target in zip(data.data, data.target, strict=True):
+            writer.writerow([f"{v:.6g}" for v in row] + [data.target_names[target]])
+    return path
+
+
 def write_all(out_dir: Path, bengali_images: int = 4000) -> dict[str, list[Path]]:
     """Everything `make data` writes."""
     return {
         "bengali": write_bengali(out_dir / "bengali", n_images=bengali_images, n_files=2),
         "digits": [write_digits(out_dir / "digits")],
+        "tabular": [write_breast_cancer(out_dir / "tabular")],
     }
 
 

@@ -6,6 +6,7 @@ a definition holding a Type this table lacks is refused before anything runs.
 
 from __future__ import annotations
 
+from pipelines.local.runners.automl import AutoMLRunner
 from pipelines.local.runners.base import Job, Runner, StepFailed
 from pipelines.local.runners.condition import ConditionRunner
 from pipelines.local.runners.endpoint import EndpointConfigRunner, EndpointRunner, ModelRunner
@@ -13,6 +14,7 @@ from pipelines.local.runners.fail import FailRunner
 from pipelines.local.runners.processing import ProcessingRunner
 from pipelines.local.runners.register import RegisterModelRunner
 from pipelines.local.runners.training import TrainingRunner
+from pipelines.local.runners.transform import TransformRunner
 from pipelines.local.runners.tuning import TuningRunner
 
 __all__ = ["RUNNERS", "Job", "Runner", "StepFailed"]
@@ -28,4 +30,6 @@ RUNNERS: dict[str, Runner] = {
     "Model": ModelRunner(),
     "EndpointConfig": EndpointConfigRunner(),
     "Endpoint": EndpointRunner(),  # a local HTTP endpoint, started or updated in place
+    "AutoML": AutoMLRunner(),  # Autopilot's ENSEMBLING job, on AutoGluon
+    "Transform": TransformRunner(),  # a batch transform through the model's inference program
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -248,6 +249,29 @@ def killed(cmd: list[str], program: str, signum: int) -> StepFailed:
     memory = "; OutOfMemory: Process killed by SIGKILL (signal 9)" if signum == signal.SIGKILL else ""
     return StepFailed(f"AlgorithmError: ExecuteUserScriptError: {program} was killed by {name} (ExitCode "
                       f"-{signum}){memory}")  # fmt: skip
+
+
+def run_program(job: Job, cmd: list[str], spec: dict[str, Any], error: str, on_line: Callable[[str], None],
+                env: dict[str, str] | None = None) -> None:  # fmt: skip
+    """Run one of the engine's own job programs (the local AutoML search, a batch transform): ``spec`` written to
+    ``<sandbox>/job.json`` and passed last; a line ``<error>: <message>`` it prints before failing becomes the
+    step's failure reason, as a ClientError (what the job refused in the input, said in one line)."""
+    path = job.sandbox / "job.json"
+    path.write_text(json.dumps(spec, indent=2))
+    said: list[str] = []
+
+    def watch(line: str) -> None:
+        if line.startswith(f"{error}: "):
+            said.append(line.removeprefix(f"{error}: "))
+        else:
+            on_line(line)
+
+    try:
+        job.run([*cmd, str(path)], job_environment(env or {}, job), job.sandbox, watch)
+    except StepFailed:
+        if said:
+            raise StepFailed(f"ClientError: {said[-1]}", "ClientError") from None
+        raise
 
 
 def job_environment(extra: dict[str, str], job: Job) -> dict[str, str]:

@@ -18,7 +18,7 @@ def _record(job: Job, folder: str, name: str, content: dict[str, Any]) -> None:
     write_atomic(job.run_root / folder / f"{name}.json", json.dumps(content, indent=2, default=str))
 
 
-def _read(job: Job, folder: str, name: str, what: str) -> dict[str, Any]:
+def read_record(job: Job, folder: str, name: str, what: str) -> dict[str, Any]:
     path = job.run_root / folder / f"{name}.json"
     if not path.exists():
         raise StepFailed(f'ValidationException: Could not find {what} "{name}"', "ClientError")
@@ -50,7 +50,7 @@ class EndpointConfigRunner(Runner):
     def run(self, step: dict[str, Any], args: dict[str, Any], job: Job) -> dict[str, Any]:
         name = args["EndpointConfigName"]
         for variant in args.get("ProductionVariants", []):
-            _read(job, "models", variant["ModelName"], "model")
+            read_record(job, "models", variant["ModelName"], "model")
             if int(variant.get("InitialInstanceCount", 1)) > 1:
                 job.log(f"note: {variant['InitialInstanceCount']} instances serve as one local server")
         result = args | {
@@ -67,9 +67,9 @@ class EndpointRunner(Runner):
         from pipelines.local.serving import EndpointError, Serving, deploy  # the server's modules: when deploying
 
         name, config_name = args["EndpointName"], args["EndpointConfigName"]
-        config = _read(job, "endpoint-configs", config_name, "endpoint configuration")
+        config = read_record(job, "endpoint-configs", config_name, "endpoint configuration")
         variant = config["ProductionVariants"][0]
-        model = _read(job, "models", variant["ModelName"], "model")
+        model = read_record(job, "models", variant["ModelName"], "model")
         try:
             archive = job.store.path(model["PrimaryContainer"]["ModelDataUrl"])
             serving = Serving(

@@ -6,12 +6,14 @@ API request to check, no logs and nothing to read back.
 
 from __future__ import annotations
 
+from pipelines.remote.jobs.automl import AutoMLJob
 from pipelines.remote.jobs.base import PROCESSING_LOGS, TRAINING_LOGS, RemoteStep
 from pipelines.remote.jobs.condition import ConditionStep, FailStep
 from pipelines.remote.jobs.endpoint import EndpointConfigStep, EndpointStep, ModelStep
 from pipelines.remote.jobs.processing import ProcessingJob
 from pipelines.remote.jobs.register import RegisterModelStep
 from pipelines.remote.jobs.training import TrainingJob
+from pipelines.remote.jobs.transform import TransformJob
 from pipelines.remote.jobs.tuning import TuningJob, trials
 
 __all__ = ["JOBS", "PROCESSING_LOGS", "TRAINING_LOGS", "RemoteStep", "by_metadata", "operations", "trials"]
@@ -27,6 +29,8 @@ JOBS: dict[str, RemoteStep] = {
     "Model": ModelStep(),
     "EndpointConfig": EndpointConfigStep(),
     "Endpoint": EndpointStep(),
+    "AutoML": AutoMLJob(),  # its candidates are read back as child jobs
+    "Transform": TransformJob(),
 }
 
 

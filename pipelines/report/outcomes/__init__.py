@@ -6,12 +6,14 @@ status and nothing more. See `pipelines.report.outcomes.base` for what an `Outco
 
 from __future__ import annotations
 
+from pipelines.report.outcomes.automl import AutoMLOutcome
 from pipelines.report.outcomes.base import Outcome
 from pipelines.report.outcomes.condition import ConditionOutcome, FailOutcome
 from pipelines.report.outcomes.endpoint import EndpointConfigOutcome, EndpointOutcome, ModelOutcome
 from pipelines.report.outcomes.processing import ProcessingOutcome
 from pipelines.report.outcomes.register import RegisterModelOutcome
 from pipelines.report.outcomes.training import TrainingOutcome
+from pipelines.report.outcomes.transform import TransformOutcome
 from pipelines.report.outcomes.tuning import TuningOutcome
 
 __all__ = ["OUTCOMES", "Outcome", "outcome"]
@@ -27,6 +29,8 @@ OUTCOMES: dict[str, Outcome] = {
     "Model": ModelOutcome(),
     "EndpointConfig": EndpointConfigOutcome(),
     "Endpoint": EndpointOutcome(),
+    "AutoML": AutoMLOutcome(),
+    "Transform": TransformOutcome(),
 }
 
 _NOTHING = Outcome()

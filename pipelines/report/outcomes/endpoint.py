@@ -31,5 +31,6 @@ class EndpointOutcome(Outcome):
             return []
         name = result["EndpointName"]
         root = where.replace(" --local", "")
-        return [f"call it: python -m pipelines invoke {name} IMAGE.png{where}  "
+        return [f"call it: python -m pipelines invoke {name} FILE{where} (an image .png/.npy/.json; a table's rows "
+                "as .csv, or one row as --body 'v1,v2,...')  "
                 f"(stop it: python -m pipelines endpoints stop {name}{root})"]  # fmt: skip
