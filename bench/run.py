@@ -25,6 +25,7 @@ OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "steps"))
 
+import automl  # noqa: E402  (bench/automl.py, beside this file)
 import peers  # noqa: E402  (bench/peers.py, beside this file)
 import scale  # noqa: E402  (bench/scale.py, beside this file)
 
@@ -479,6 +480,7 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], str]] = {
     "training": lambda args: scale.bench_training(args, measured),
     "rerun": lambda args: scale.bench_rerun(args, measured),
     "peers": lambda args: peers.bench_peers(args, measured),
+    "automl": lambda args: automl.bench_automl(args, measured),
 }
 
 
