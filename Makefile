@@ -15,7 +15,7 @@ UNTIL  ?=
 
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 
-.PHONY: install install-dev install-automl test lint data bench clean pipeline-local pipeline-graph pipeline-retry validate pipeline-definition pipeline-upsert pipeline-run golden image-build image-push
+.PHONY: install install-dev install-automl mlflow-ui test lint data bench clean pipeline-local pipeline-graph pipeline-retry validate pipeline-definition pipeline-upsert pipeline-run golden image-build image-push
 
 # pip's own progress (what it collects, downloads, installs) is shown: a fresh install takes minutes
 $(STAMP): pyproject.toml Makefile
@@ -71,6 +71,10 @@ bench: $(DEV) $(AUTOML)
 
 validate: $(STAMP)
 	$(PY) -m pipelines validate $(CONFIG)
+
+# MLflow's UI over the local runs (make pipeline-local records every execution), on 127.0.0.1:5000
+mlflow-ui: $(STAMP)
+	$(PY) -m pipelines ui
 
 pipeline-graph: $(STAMP)
 	$(PY) -m pipelines graph $(CONFIG)

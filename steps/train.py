@@ -38,8 +38,11 @@ from checkpoints import Progress, Trainables  # noqa: E402
 from metrics import macro_recall  # noqa: E402
 from models import ARCHITECTURES, build_model  # noqa: E402
 from shards import ShardDataset, ShardSampler, has_split, keep_batch  # noqa: E402
+from tracking import Tracker  # noqa: E402
 
 SERVING_FILES = ("inference.py", "models.py")  # what the model archive's code/ holds for the endpoint
+# arguments that are places, not hyperparameters: left out of the MLflow run's params
+PLACES = ("model_dir", "output_data_dir", "train", "validation", "checkpoint_dir", "pretrained_weights")
 
 
 # --------------------------------------------------------------------------- runtime
@@ -435,6 +438,7 @@ class Session:
     rt: Runtime
     config: dict
     checkpoint: Path | None
+    tracker: Tracker | None = None
 
 
 def one_epoch(session: Session, parts: Trainables, loaders: tuple[DataLoader, DataLoader | None],
@@ -481,6 +485,8 @@ def fit(session: Session, parts: Trainables, progress: Progress, loaders: tuple[
             checkpoints.save(session.checkpoint, parts, progress, session.config, rt.device.type == "cuda")
         # printed once the checkpoint is on disk: a job killed after this line resumes after this epoch
         log(rt, format_metrics(metrics))
+        if session.tracker is not None:
+            session.tracker.metrics(metrics, epoch + 1)
         if rt.distributed:
             dist.barrier()
     if stopped_early:
@@ -498,7 +504,16 @@ def run(args: argparse.Namespace) -> dict:
     parts = build_trainables(args, config, rt, len(train_loader))
     progress, checkpoint = resume(args, parts, config, rt)
     wrap(parts, args, rt)
-    summary = fit(Session(args, rt, config, checkpoint), parts, progress, (train_loader, val_loader), heads)
+    tracker = Tracker(os.environ, emit, enabled=rt.is_main)  # MLflow only when MLFLOW_TRACKING_URI is set
+    tracker.start({k: v for k, v in vars(args).items() if k not in PLACES})
+    try:
+        summary = fit(Session(args, rt, config, checkpoint, tracker), parts, progress, (train_loader, val_loader),
+                      heads)  # fmt: skip
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    tracker.metrics(summary, progress.epoch)
+    tracker.finish()
     if rt.is_main:
         state = progress.best_state or parts.model.state_dict()
         save_model(Path(args.model_dir), state, config | {"best_epoch": progress.best_epoch})

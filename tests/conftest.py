@@ -17,6 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 STEPS = ROOT / "steps"
 
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+# a local run records itself in MLflow in the background by default; the suite's many runs do not (each would
+# leave a writer behind it), and tests/test_tracking.py asks for it (--tracking wait, or background)
+os.environ.setdefault("SMP_TRACKING", "off")
 
 
 def run_step(

@@ -19,7 +19,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from pipelines.cli import images, local, models, remote, spec
+from pipelines.cli import images, local, models, remote, spec, tracking
 from pipelines.cli.common import Group, compile_spec
 from pipelines.errors import RunFailure, UserError
 
@@ -27,7 +27,7 @@ __all__ = ["GROUPS", "build_parser", "compile_spec", "main"]
 
 # every command group, in the order `--help` lists them
 GROUPS: list[Group] = [spec.group, local.reports, remote.group, local.group, models.registry, models.group,
-                       models.endpoints, images.group]  # fmt: skip
+                       models.endpoints, images.group, tracking.group]  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,12 +34,15 @@ from pipelines.cli.common import (
     view_dir,
     write_run_report,
 )
+from pipelines.cli.tracking import TRACKING
+from pipelines.cli.tracking import start as track
+from pipelines.report.tracking import git_commit, spec_digest
 
 group = Group("local", "run pipelines on this machine, without Docker or AWS (make pipeline-local)")
 reports = Group()
 UNTIL = option("--until", action="append", default=[], metavar="STEP[,STEP]",
                help="run only these steps and the steps they depend on (the rest: NotRun)")  # fmt: skip
-RUN_OPTIONS = (ROOT, MOUNT, NPROC, PARALLEL, NO_CACHE, TAIL)  # what `local run` and `local retry` share
+RUN_OPTIONS = (ROOT, MOUNT, NPROC, PARALLEL, NO_CACHE, TAIL, TRACKING)  # what `local run` and `local retry` share
 
 
 @group.command("run", "compile a spec and run its definition locally", CONFIG, PARAMS, *RUN_OPTIONS, UNTIL)
@@ -57,8 +60,11 @@ def run(args: argparse.Namespace) -> int:
             objects.put_bytes(uri, data)
     until = [name for item in args.until for name in item.split(",") if name] or None
     options = LocalOptions(nproc=args.nproc, max_parallel=args.parallel, use_cache=not args.no_cache, until=until)
+    text = Path(args.config).read_text()
+    settings = {"experiment": compiled.spec.experiment, "smp.spec_sha256": spec_digest(text),
+                "smp.git_commit": git_commit(Path(args.config).resolve().parent), "smp.spec": str(args.config)}
     return _run_live(args, lambda on_change: Execution(
-        run_root(args), definition, values, objects, options, on_change, compiled.name))  # fmt: skip
+        run_root(args), definition, values, objects, options, on_change, compiled.name), settings)  # fmt: skip
 
 
 @group.command("retry", "run a Failed or Stopped execution again in place: succeeded steps keep their results, "
@@ -77,10 +83,10 @@ def retry(args: argparse.Namespace) -> int:
     options = LocalOptions(nproc=args.nproc, max_parallel=args.parallel, use_cache=not args.no_cache)
     objects = store(args)
     return _run_live(args, lambda on_change: Execution(
-        run_root(args), definition, None, objects, options, on_change, record["pipeline"], record))  # fmt: skip
+        run_root(args), definition, None, objects, options, on_change, record["pipeline"], record), {})  # fmt: skip
 
 
-def _run_live(args: argparse.Namespace, make: Any) -> int:
+def _run_live(args: argparse.Namespace, make: Any, tracking: dict[str, Any]) -> int:
     """Run an execution under the live progress view; Ctrl-C and SIGTERM stop it (the engine stops its jobs,
     then says which signal); then the summary, the report and what to do next."""
     from pipelines.local.progress import Progress
@@ -96,8 +102,10 @@ def _run_live(args: argparse.Namespace, make: Any) -> int:
         how = {"SIGINT": "Ctrl-C"}.get(str(exc), str(exc) or "Ctrl-C")
         print(f"\nexecution {execution.id} Stopped ({how}): running jobs were stopped; "
               f"python -m pipelines local retry {execution.id} runs it again", file=sys.stderr)  # fmt: skip
+        track(args, execution.id, tracking)  # its runs recorded KILLED
         return 143 if how == "SIGTERM" else 130
     view = close_execution(args, execution.id)
+    track(args, execution.id, tracking)
     from pipelines.report.outcomes import outcome
 
     for step in view.steps.values():  # what to do next with what the run made

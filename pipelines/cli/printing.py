@@ -144,3 +144,32 @@ def print_endpoints(endpoints: list[dict[str, Any]]) -> None:
     for e in endpoints:
         table.add_row(e["name"], e["status"], e["url"], e["endpoint_config"], str(e["pid"]), e["updated"])
     console().print(table)
+
+
+def print_comparison(executions: list[dict[str, Any]]) -> None:
+    """Executions side by side (one column each, newest first): what they ran with and what they reached."""
+    import datetime
+
+    from pipelines.report.outcomes.base import number
+
+    table = Table("", *[e["execution"] or e["run_id"][:8] for e in executions])
+
+    def row(label: str, values: list[Any]) -> None:
+        table.add_row(label, *["" if v is None else number(v) for v in values])
+
+    row("pipeline", [e["pipeline"] for e in executions])
+    row("status", [e["status"] for e in executions])
+    row("started", [datetime.datetime.fromtimestamp(e["started"] / 1000).strftime("%Y-%m-%d %H:%M")
+                    if e["started"] else None for e in executions])  # fmt: skip
+    row("gate", [e["gate"] for e in executions])
+    row("model package", [e["model_package"] for e in executions])
+    for name in sorted({k for e in executions for k in e["parameters"]}):
+        row(f"parameter {name}", [e["parameters"].get(name) for e in executions])
+    for name in sorted({k for e in executions for k in e["metrics"]}):
+        row(name, [e["metrics"].get(name) for e in executions])
+    row("best job", [e["best_job"] for e in executions])
+    for name in sorted({k for e in executions for k in e["best_params"]}):
+        row(f"  {name}", [e["best_params"].get(name) for e in executions])
+    for name in sorted({k for e in executions for k in e["best_metrics"]}):
+        row(f"  {name}", [e["best_metrics"].get(name) for e in executions])
+    console().print(table)

@@ -30,24 +30,62 @@ from pipelines.cli.common import (
 group = Group()
 
 
-def close_remote(remote: Any, arn: str, into: Path, write: bool = True) -> None:
-    """The closing summary of a SageMaker execution and its report, from what it describes and downloads."""
+def close_remote(remote: Any, arn: str, into: Path, write: bool = True,
+                 tracking: dict[str, Any] | None = None) -> Any:  # fmt: skip
+    """The closing summary of a SageMaker execution and its report, from what it describes and downloads; with
+    ``tracking`` ({uri, experiment, tags}), its run tree recorded in that MLflow server first (the jobs' own
+    runs, which `steps/train.py` logged there, adopted as its children) and linked from the report."""
     from pipelines.report import summary
 
     view = remote.view(arn, into)
+    if tracking:
+        record_remote(view, tracking)
     if write:
         write_run_report(view, into / "report.html")
     for line in summary.lines(view):
         print(line, flush=True)
+    return view
 
 
-def _follow(remote: Any, arn: str) -> int:
+def record_remote(view: Any, tracking: dict[str, Any]) -> None:
+    """The execution's tree in the spec's MLflow server (SageMaker's managed MLflow, through the sagemaker-mlflow
+    plugin); a server that cannot be reached costs a warning, never the command's outcome."""
+    try:
+        from pipelines.report.tracking import Recorder
+
+        recorder = Recorder(tracking["uri"], tracking["experiment"])
+        view.tracking = recorder.record(view, tracking.get("tags")) | {"experiment": tracking["experiment"]}
+        print(f"tracking: recorded in {tracking['uri']} (experiment {tracking['experiment']}, run "
+              f"{view.tracking['parent']})", flush=True)  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - MLflow's and the plugin's errors are many; each is only a warning
+        print(f"warning: tracking: the execution was not recorded in {tracking['uri']}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)  # fmt: skip
+
+
+def tracking_of(compiled: Any, values: dict[str, Any], config: str) -> dict[str, Any] | None:
+    """Where a SageMaker execution of the spec is recorded: its ``tracking.mlflow`` server (a parameter's value as
+    this execution got it), or None."""
+    from pipelines.report.tracking import git_commit, spec_digest
+
+    arn = compiled.spec.tracking.mlflow
+    if arn is None:
+        return None
+    if arn.startswith("$"):
+        name = arn[1:]
+        arn = str(values.get(name, compiled.spec.parameters[name].default))
+    text = Path(config).read_text()
+    tags = {"smp.spec_sha256": spec_digest(text), "smp.spec": str(config),
+            "smp.git_commit": git_commit(Path(config).resolve().parent) or ""}  # fmt: skip
+    return {"uri": arn, "experiment": compiled.spec.experiment, "tags": {k: v for k, v in tags.items() if v}}
+
+
+def _follow(remote: Any, arn: str, tracking: dict[str, Any] | None = None) -> int:
     """Wait for an execution to end, print its failure and summary; exit 0 when it succeeded."""
     status = remote.wait(arn)
     if status != "Succeeded":
         for line in remote.failure_report(arn):
             print(line, file=sys.stderr)
-    close_remote(remote, arn, view_dir(arn))
+    close_remote(remote, arn, view_dir(arn), tracking=tracking)
     return 0 if status == "Succeeded" else 1
 
 
@@ -78,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     require_settings(settings)
     remote = Remote(settings)
     arn = remote.start(compiled.name, values)
-    return 0 if args.no_wait else _follow(remote, arn)
+    return 0 if args.no_wait else _follow(remote, arn, tracking_of(compiled, values, args.config))
 
 
 @group.command("list", "a pipeline's SageMaker executions, newest first",

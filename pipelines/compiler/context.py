@@ -223,6 +223,23 @@ class CompileContext:
         return pytorch_image_uri(self.settings.compile_region, image.framework_version, image.py_version, instance,
                                  scope)  # fmt: skip
 
+    def tracking_environment(self, environment: dict[str, str]) -> dict[str, Any] | None:
+        """A job's environment with the MLflow tracking server it logs to, when the spec names one (the
+        ``sagemaker-mlflow`` plugin resolves the ARN as a tracking URI); None when empty."""
+        arn = self.spec.tracking.mlflow
+        if arn is None:
+            return dict(environment) or None
+        return {"MLFLOW_TRACKING_URI": self.value(arn), "MLFLOW_EXPERIMENT_NAME": self.spec.experiment,
+                **environment}  # fmt: skip
+
+    def mlflow_config(self) -> dict[str, Any] | None:
+        """CreateTrainingJob's ``MlflowConfig`` (botocore's model) for the spec's MLflow resource, or None."""
+        arn = self.spec.tracking.mlflow
+        if arn is None:
+            return None
+        value = self.value(arn)
+        return {"MlflowResourceArn": getattr(value, "expr", value), "MlflowExperimentName": self.spec.experiment}
+
     def depends_on(self, names: list[str]) -> list[Any] | None:
         return [self.sdk_steps[n] for n in names] or None
 

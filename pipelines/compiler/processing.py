@@ -56,7 +56,7 @@ def processing_step(step: ProcessingSpec, ctx: CompileContext, property_files: l
         volume_size_in_gb=step.instance.volume_gb,
         max_runtime_in_seconds=step.max_runtime_seconds,
         entrypoint=entrypoint(step),
-        env=dict(step.environment) or None,
+        env=ctx.tracking_environment(step.environment),
         sagemaker_session=ctx.session,
     )
     inputs = [

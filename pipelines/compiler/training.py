@@ -51,7 +51,7 @@ def estimator(step: TrainingSpec, ctx: CompileContext) -> Any:
         hyperparameters={k: ctx.value(v) for k, v in step.hyperparameters.items()},
         metric_definitions=[{"Name": k, "Regex": v} for k, v in step.metrics.items()],
         checkpoint_s3_uri=checkpoint,
-        environment=dict(step.environment) or None,
+        environment=ctx.tracking_environment(step.environment),
         output_path=ctx.s3(step.name) + "/",
         code_location=ctx.code.prefix(ctx.bucket, ctx.pipeline_name),
         base_job_name=step.name,
@@ -69,10 +69,28 @@ def training_inputs(step: TrainingSpec, ctx: CompileContext) -> dict[str, Any]:
             for channel, src in step.inputs.items()}  # fmt: skip
 
 
-def compile_training(step: TrainingSpec, ctx: CompileContext) -> list[Any]:
+def _training_step(mlflow: dict[str, Any] | None) -> Any:
     from sagemaker.workflow.steps import TrainingStep
 
-    sdk_step = TrainingStep(
+    if mlflow is None:
+        return TrainingStep
+    config = dict(mlflow)
+
+    class TrackedTrainingStep(TrainingStep):
+        """SDK v2's estimator has no MlflowConfig parameter; it is a member of CreateTrainingJob (botocore's
+        model), added here: SageMaker links the job to the MLflow experiment."""
+
+        @property
+        def arguments(self) -> Any:
+            args: Any = super().arguments
+            args["MlflowConfig"] = dict(config)
+            return args
+
+    return TrackedTrainingStep
+
+
+def compile_training(step: TrainingSpec, ctx: CompileContext) -> list[Any]:
+    sdk_step = _training_step(ctx.mlflow_config())(
         name=step.name,
         display_name=step.display_name,
         description=step.description,

@@ -123,5 +123,9 @@ def collect(root: Path, store: ObjectStore, garbage: Plan) -> None:
             path.unlink(missing_ok=True)
     for execution_id in garbage.executions:
         shutil.rmtree(Path(root) / "executions" / execution_id, ignore_errors=True)
+    if garbage.executions:  # their MLflow runs point at what went: deleted too (a kept execution's stay)
+        from pipelines.report.tracking import forget
+
+        forget(Path(root), garbage.executions)
     if garbage.executions:
         shutil.rmtree(Path(root) / FIGURES, ignore_errors=True)

@@ -25,6 +25,9 @@ def _json(path: Path, default: Any = None) -> Any:
         return default
 
 
+TRACKING_FILE = "tracking.json"  # where the execution is recorded in MLflow (`pipelines.local.track`)
+
+
 def load_view(root: Path, execution_id: str, store: ObjectStore | None = None) -> RunView:
     root = Path(root)
     record = load_execution(root, execution_id)
@@ -36,6 +39,9 @@ def load_view(root: Path, execution_id: str, store: ObjectStore | None = None) -
         parameters=record.get("parameters", {}), steps={}, started=seconds(record.get("started")),
         ended=seconds(record.get("ended")), failure=record.get("failure"),
     )  # fmt: skip
+    tracked = _json(directory / TRACKING_FILE)
+    if isinstance(tracked, dict) and tracked.get("parent"):
+        view.tracking = tracked
     for name, summary in record["steps"].items():
         step_dir = directory / "steps" / name
         step = StepView(

@@ -315,12 +315,34 @@ def render(view: RunView) -> str:
     for step, found in view.evaluations.items():
         parts.append(f'<section id="evaluation-{html.escape(step)}"><h2>Evaluation: {html.escape(step)}</h2>'
                      f"{evaluation(view, step, found)}</section>")  # fmt: skip
+    parts.append(tracking(view))
     body = "\n".join(parts)
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(view.pipeline)} {html.escape(view.id)}</title><style>{CSS}</style></head>"
         f"<body>{body}</body></html>"
     )
+
+
+def tracking(view: RunView) -> str:
+    """Links to the execution's MLflow runs (``python -m pipelines ui`` serves them), once it is recorded."""
+    from pipelines.report.tracking import run_url
+
+    found = view.tracking or {}
+    if not found.get("parent"):
+        return ""
+    ui, experiment = str(found.get("ui") or "http://127.0.0.1:5000"), str(found.get("experiment_id"))
+    rows = [("execution", found["parent"])] + sorted((found.get("runs") or {}).items())
+    links = "".join(
+        f'<tr><td>{html.escape(str(name))}</td><td><a href="{html.escape(run_url(ui, experiment, str(run)))}">'
+        f"{html.escape(str(run))}</a></td></tr>"
+        for name, run in rows
+    )
+    where = html.escape(str(found.get("uri", "")))
+    return (f'<section id="tracking"><h2>Tracking</h2><p>Recorded in MLflow ({where}, experiment '
+            f"{html.escape(str(found.get('experiment', '')))}); the links open MLflow's UI "
+            f"(<code>python -m pipelines ui</code>).</p><table><tr><th>job</th><th>MLflow run</th></tr>{links}"
+            "</table></section>")  # fmt: skip
 
 
 def write_report(view: RunView, path: Path, figures: Path | None = None) -> Path:

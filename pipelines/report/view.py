@@ -110,6 +110,8 @@ class RunView:
     artifacts: dict[str, dict[str, str]] = field(default_factory=dict)  # step -> {uri, path}
     report: Path | None = None
     where: str = "local"  # or "sagemaker"
+    # where the execution is recorded in MLflow: {uri, experiment, experiment_id, parent, runs: {job: run id}, ui}
+    tracking: dict[str, Any] | None = None
 
     @property
     def elapsed(self) -> float | None:

@@ -10,7 +10,7 @@ from pipelines.spec.base import Cache, Image, Instance, Reference, Retry, walk_r
 from pipelines.spec.checks import Problem, check_pipeline
 from pipelines.spec.deploy import DeploySpec
 from pipelines.spec.evaluation import EvaluationSpec
-from pipelines.spec.pipeline import GateSpec, ParameterSpec, PipelineSpec, StepSpec
+from pipelines.spec.pipeline import GateSpec, ParameterSpec, PipelineSpec, StepSpec, TrackingSpec
 from pipelines.spec.processing import ProcessingSpec
 from pipelines.spec.register import RegisterSpec
 from pipelines.spec.training import Spot, TrainingSpec
@@ -34,6 +34,7 @@ __all__ = [
     "Retry",
     "Spot",
     "StepSpec",
+    "TrackingSpec",
     "TrainingSpec",
     "TransformSpec",
     "TuningSpec",

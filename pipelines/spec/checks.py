@@ -63,6 +63,9 @@ def check_pipeline(spec: PipelineSpec) -> list[Problem]:
                     f"{step.kind} steps run only behind a quality gate",
                     "add gate: {metric: <evaluation>.<metric>, threshold: $Param}",
                 )
+    for ref in walk_references(spec.tracking, ("tracking",)):
+        _reference(checks, None, (), ref)
+    spec.tracking.check(checks)
     if not checks.problems:
         _cycles(checks)
     return checks.problems

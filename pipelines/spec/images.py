@@ -121,8 +121,9 @@ def _statements(tree: ast.AST) -> Iterator[ast.AST]:
 
 
 def _guarded_imports(tree: ast.AST) -> set[int]:
-    """Imports inside ``try: ... except ImportError`` (or ModuleNotFoundError): optional by the script's
-    own account, so no image must provide them."""
+    """Imports inside ``try: ... except ImportError`` (or ModuleNotFoundError, or Exception, which holds
+    both: `steps/tracking.py` goes on without MLflow): optional by the script's own account, so no image must
+    provide them."""
     out: set[int] = set()
     for node in _statements(tree):
         if not isinstance(node, ast.Try):
@@ -133,7 +134,7 @@ def _guarded_imports(tree: ast.AST) -> set[int]:
             for name in (handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type])
             if name is not None
         }
-        if caught & {"ImportError", "ModuleNotFoundError"}:
+        if caught & {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}:
             imports = (n for statement in node.body for n in _statements(statement))
             out |= {id(n) for n in imports if isinstance(n, ast.Import | ast.ImportFrom)}
     return out

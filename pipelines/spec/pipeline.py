@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import graphlib
 import math
+import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 
 from pydantic import Field, model_validator
@@ -131,6 +132,45 @@ class GateSpec(Model):
                 )
 
 
+# botocore, MlflowConfig.MlflowResourceArn: a tracking server's or an MLflow app's ARN
+MLFLOW_ARN = r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:mlflow-[a-zA-Z-]*/.*$"
+
+
+class TrackingSpec(Model):
+    """Experiment tracking in MLflow. Locally every run records into the run root's own MLflow store; on
+    SageMaker, ``mlflow`` names the managed MLflow resource (tracking server or app) the jobs log to."""
+
+    mlflow: Annotated[str, PARAM] | None = Field(
+        None, description="SageMaker managed MLflow: arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/NAME "
+        "(or an mlflow-app ARN), or $Param; omitted: tracking is local only",
+    )
+    experiment: str | None = Field(
+        None, min_length=1, max_length=256, description="the MLflow experiment; default: the pipeline's name"
+    )
+
+    def check(self, checks: Checks) -> None:
+        value = self.mlflow
+        if value is None:
+            return
+        if value.startswith("$"):
+            declared = checks.parameter_type(value)
+            if declared is not None and declared != "String":
+                checks.add(("tracking", "mlflow"), f"parameter '{value[1:]}' is not a String",
+                           "declare it type: String")  # fmt: skip
+            default = checks.spec.parameters.get(value[1:])
+            value = str(default.default) if default is not None else ""
+            if not value:
+                return
+        if not re.match(MLFLOW_ARN, value):
+            checks.add(
+                ("tracking", "mlflow"),
+                f"{value!r} is not a SageMaker MLflow ARN (MlflowConfig.MlflowResourceArn, botocore's pattern "
+                "arn:aws:sagemaker:<region>:<account>:mlflow-<kind>/<name>)",
+                "use the tracking server's ARN (aws sagemaker describe-mlflow-tracking-server), or omit mlflow: "
+                "for local tracking only",
+            )
+
+
 class PipelineSpec(Model):
     name: Annotated[str, Field(pattern=NAME)]
     description: str | None = None
@@ -140,6 +180,12 @@ class PipelineSpec(Model):
     )
     steps: list[StepSpec] = Field(min_length=1)
     gate: GateSpec | None = None
+    tracking: TrackingSpec = TrackingSpec()
+
+    @property
+    def experiment(self) -> str:
+        """The MLflow experiment executions record into."""
+        return self.tracking.experiment or self.name
 
     def refuse_overrides(self, overrides: dict[str, Any]) -> list[str]:
         """Each override outside its parameter's min/max/choices, as a message naming the rule."""
