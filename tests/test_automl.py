@@ -46,7 +46,7 @@ def _validate(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> 
         ("algorithms: [lightgbm, catboost,", "algorithms: [lightgbm, lightgbm,", "lists an algorithm twice"),
         ("max_candidates: 6", "max_candidates: 751", "less than or equal to 750"),
         ("validation_fraction: 0.2", "validation_fraction: 1", "less than 1"),
-        ("metric: evaluate.balanced_accuracy", "metric: automl.AUC", "step 'automl' produces no metric 'AUC'"),
+        ("metric: evaluate.balanced_accuracy", "metric: automl.AUC", "automl step 'automl' produces no metric 'AUC'"),
         ("metric: evaluate.balanced_accuracy", "metric: split.x", "'split' is not a step whose metrics a gate reads"),
         ("    split_type: Line\n", "    split_type: None\n", "MultiRecord batches the records of a split input"),
         ("    accept: text/csv\n    instance", "    max_payload_mb: 101\n    accept: text/csv\n    instance",

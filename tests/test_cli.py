@@ -18,7 +18,7 @@ COMMANDS = [
     "validate", "graph", "definition", "report", "upsert", "run", "list", "describe", "logs", "retry", "stop",
     "local run", "local retry", "local list", "local describe", "local logs", "local gc",
     "registry list", "registry describe", "registry approve", "registry reject", "deploy", "invoke",
-    "endpoints list", "endpoints logs", "endpoints stop", "image-build", "image-push",
+    "endpoints list", "endpoints logs", "endpoints stop", "image-build", "image-push", "track", "ui", "compare",
 ]  # fmt: skip
 
 

@@ -115,7 +115,7 @@ class GateSpec(Model):
         elif metric not in target.gate_metrics():
             checks.add(
                 ("gate", "metric"),
-                f"step '{step_name}' produces no metric '{metric}'",
+                f"{target.kind} step '{step_name}' produces no metric '{metric}'",
                 suggest(metric, target.gate_metrics()) or "list it under the evaluation step's metrics:",
             )
         if isinstance(self.threshold, str):
