@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "steps"))
 import automl  # noqa: E402  (bench/automl.py, beside this file)
 import peers  # noqa: E402  (bench/peers.py, beside this file)
 import scale  # noqa: E402  (bench/scale.py, beside this file)
-import tracking  # noqa: E402  (bench/tracking.py, beside this file)
+import tracking_cost  # noqa: E402  (bench/tracking_cost.py, beside this file)
 
 # Runs a command and reports the peak RSS of the command alone. A child forked straight from this process (large
 # once a benchmark imported the compiler or generated data) would count this process's pages at the fork in its
@@ -482,7 +482,7 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], str]] = {
     "rerun": lambda args: scale.bench_rerun(args, measured),
     "peers": lambda args: peers.bench_peers(args, measured),
     "automl": lambda args: automl.bench_automl(args, measured),
-    "tracking": lambda args: tracking.bench_tracking(args, measured),
+    "tracking": lambda args: tracking_cost.bench_tracking(args, measured),
 }
 
 

@@ -5,8 +5,10 @@ written by several processing instances (one part per ``<host>/``) reads as one.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -136,3 +138,31 @@ class ShardSampler(torch.utils.data.Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+class DeviceBatches:
+    """A split's images and labels held on the device as one uint8 tensor each, batched by the very sampler the
+    DataLoader path uses (the same samples in the same batches, each batch's indices sorted as
+    `ShardDataset.__getitems__` sorts them): no loader workers, no host-to-device copy per step, one index copy
+    per epoch. ``sampler.set_epoch`` reshuffles as before."""
+
+    def __init__(self, dataset: ShardDataset, sampler: Any, batch_size: int, drop_last: bool, device: torch.device):
+        images, labels = dataset.__getitems__(range(len(dataset)))
+        self.images = images.to(device)
+        self.labels = labels.to(device)
+        self.sampler, self.batch_size, self.drop_last = sampler, batch_size, drop_last
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.as_tensor(list(self.sampler), dtype=torch.long).to(self.images.device)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size].sort().values
+            yield self.images.index_select(0, idx), self.labels.index_select(0, idx)
+
+
+def split_bytes(dataset: ShardDataset) -> int:
+    """The bytes a split's uint8 images take (what `DeviceBatches` puts on the device)."""
+    return int(sum(int(np.prod(s.shape)) * s.dtype.itemsize for s in dataset.shards))

@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,7 +38,8 @@ import checkpoints  # noqa: E402
 from checkpoints import Progress, Trainables  # noqa: E402
 from metrics import macro_recall  # noqa: E402
 from models import ARCHITECTURES, build_model  # noqa: E402
-from shards import ShardDataset, ShardSampler, has_split, keep_batch  # noqa: E402
+from shards import DeviceBatches, ShardDataset, ShardSampler, has_split, keep_batch, split_bytes  # noqa: E402
+from throughput import CompiledOrEager, flops_per_sample, peak_flops  # noqa: E402
 from tracking import Tracker  # noqa: E402
 
 SERVING_FILES = ("inference.py", "models.py")  # what the model archive's code/ holds for the endpoint
@@ -133,15 +135,42 @@ def random_affine(
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def cutmix(x: torch.Tensor, gen: torch.Generator, alpha: float) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Paste a box from a shuffled copy of the batch; λ is corrected to the box actually pasted."""
+class HostDraws(threading.local):
+    """Set while a step reads a value drawn on the host (`host_draw`): every other read of a tensor's value
+    during a step would wait for the device (tests/test_throughput.py checks that there is none)."""
+
+    active = False
+
+
+HOST_DRAWS = HostDraws()
+
+
+def host_draw(draw: Callable[[], Any]) -> Any:
+    """A scalar drawn from the host generator, read on the host."""
+    HOST_DRAWS.active = True
+    try:
+        return draw()
+    finally:
+        HOST_DRAWS.active = False
+
+
+def _beta(alpha: float, host: torch.Generator) -> float:
+    """A Beta(α, α) draw on the host, from ``host`` (two Gamma draws): no device round trip, reproducible."""
+    a, b = host_draw(lambda: torch._standard_gamma(torch.full((2,), float(alpha)), generator=host).tolist())
+    return a / (a + b) if a + b > 0 else 0.5
+
+
+def cutmix(x: torch.Tensor, gen: torch.Generator, alpha: float,
+           host: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:  # fmt: skip
+    """Paste a box from a shuffled copy of the batch; λ is corrected to the box actually pasted. The box is
+    drawn on the host (``host``), the permutation on the device (``gen``): the step never waits for the device."""
     n, _, h, w = x.shape
-    lam = float(torch.distributions.Beta(alpha, alpha).sample().item()) if alpha > 0 else 0.5
+    lam = _beta(alpha, host) if alpha > 0 else 0.5
     perm = torch.randperm(n, generator=gen, device=x.device)
     cut = math.sqrt(1 - lam)
     ch, cw = int(h * cut), int(w * cut)
-    cy = int(torch.randint(h, (1,), generator=gen, device=x.device))
-    cx = int(torch.randint(w, (1,), generator=gen, device=x.device))
+    cy, cx = host_draw(lambda: torch.randint(1 << 30, (2,), generator=host).tolist())
+    cy, cx = cy % h, cx % w
     y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
     x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
     x = x.clone()
@@ -149,8 +178,9 @@ def cutmix(x: torch.Tensor, gen: torch.Generator, alpha: float) -> tuple[torch.T
     return x, perm, 1 - (y1 - y0) * (x1 - x0) / (h * w)
 
 
-def mixup(x: torch.Tensor, gen: torch.Generator, alpha: float) -> tuple[torch.Tensor, torch.Tensor, float]:
-    lam = float(torch.distributions.Beta(alpha, alpha).sample().item())
+def mixup(x: torch.Tensor, gen: torch.Generator, alpha: float,
+          host: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:  # fmt: skip
+    lam = _beta(alpha, host)
     perm = torch.randperm(x.shape[0], generator=gen, device=x.device)
     return lam * x + (1 - lam) * x[perm], perm, lam
 
@@ -191,27 +221,35 @@ def autocast(rt: Runtime) -> contextlib.AbstractContextManager:
     return torch.autocast(device_type="cuda", dtype=rt.amp_dtype)
 
 
-def augment(x: torch.Tensor, args: argparse.Namespace, gen: torch.Generator) -> tuple[torch.Tensor, Any, float]:
-    """The batch's random affine, then CutMix or mixup as drawn: (images, the partner permutation, λ)."""
+def augment(x: torch.Tensor, args: argparse.Namespace, gen: torch.Generator,
+            host: torch.Generator) -> tuple[torch.Tensor, Any, float]:  # fmt: skip
+    """The batch's random affine, then CutMix or mixup as drawn: (images, the partner permutation, λ). Tensors'
+    randomness is drawn on the device (``gen``), the step's scalars (which mix, λ, the box) on the host
+    (``host``): nothing here reads a value back from the device, so the step never waits for it."""
     if args.augment:
         x = random_affine(x, gen, args.aug_degrees, args.aug_translate, args.aug_scale)
-    roll = float(torch.rand(1, generator=gen, device=x.device))
+    roll = host_draw(lambda: float(torch.rand(1, generator=host)))
     if roll < args.cutmix_prob:
-        return cutmix(x, gen, args.cutmix_alpha)
+        return cutmix(x, gen, args.cutmix_alpha, host)
     if roll < args.cutmix_prob + args.mixup_prob:
-        return mixup(x, gen, args.mixup_alpha)
+        return mixup(x, gen, args.mixup_alpha, host)
     return x, None, 1.0
 
 
 def train_one_epoch(
-    parts: Trainables, loader: DataLoader, heads: Heads, rt: Runtime, args: argparse.Namespace, gen: torch.Generator
+    parts: Trainables, loader: Any, heads: Heads, rt: Runtime, args: argparse.Namespace,
+    gens: tuple[torch.Generator, torch.Generator],
 ) -> tuple[float, int]:
+    """One epoch; no step reads anything back from the device (the loss is summed on it, the sample count on the
+    host, the step's random scalars drawn on the host): the one synchronisation is the epoch's reduction."""
     parts.module.train()
-    total = torch.zeros(2, device=rt.device)  # loss sum, sample count
+    gen, host = gens
+    loss_sum = torch.zeros((), device=rt.device)
+    count = 0
     for images, targets in loader:
         x = prepare(images, rt, heads)
         y = targets.to(rt.device, non_blocking=True)
-        x, perm, lam = augment(x, args, gen)
+        x, perm, lam = augment(x, args, gen, host)
         with autocast(rt):
             logits = parts.module(x)
             loss = weighted_loss(logits, y, heads.names, heads.weights)
@@ -226,7 +264,9 @@ def train_one_epoch(
         parts.scaler.update()
         if parts.scheduler is not None:
             parts.scheduler.step()
-        total += torch.stack([loss.detach().float() * len(y), torch.tensor(float(len(y)), device=rt.device)])
+        loss_sum += loss.detach().float() * len(y)
+        count += len(y)
+    total = torch.stack([loss_sum, torch.tensor(float(count), device=rt.device)])
     all_reduce_sum(total, rt)
     return float(total[0] / total[1].clamp(min=1)), int(total[1])
 
@@ -298,9 +338,12 @@ def make_loaders(
         "persistent_workers": args.num_workers > 0,
     }
     per_rank = math.ceil(len(train_set) / rt.world_size)
-    train_loader = DataLoader(
-        train_set, batch_size=args.batch_size, sampler=sampler, drop_last=per_rank >= args.batch_size, **common
-    )
+    drop_last = per_rank >= args.batch_size
+    train_loader: Any
+    if on_device(args, rt, train_set):
+        train_loader = DeviceBatches(train_set, sampler, args.batch_size, drop_last, rt.device)
+    else:
+        train_loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, drop_last=drop_last, **common)
     val_loader = None
     if val_set is not None:
         val_loader = DataLoader(
@@ -312,13 +355,40 @@ def make_loaders(
     return train_set, val_set, train_loader, val_loader
 
 
+DEVICE_SHARE = 0.4  # --data-on-device auto: the split may take at most this share of the device's free memory
+
+
+def on_device(args: argparse.Namespace, rt: Runtime, train_set: ShardDataset) -> bool:
+    """Whether the training split goes to the device whole (`shards.DeviceBatches`), said in the log: ``on``
+    wherever it fits (a CPU included), ``auto`` on a GPU when it takes at most `DEVICE_SHARE` of the free memory,
+    ``off`` never. A split that does not fit falls back to the loader workers."""
+    size = split_bytes(train_set)
+    if args.data_on_device == "off":
+        return False
+    if rt.device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(rt.device)
+        fits = size <= DEVICE_SHARE * free
+        if not fits:
+            log(rt, f"train: data through loader workers: the split's {size / 2**20:.0f} MB exceed "
+                    f"{DEVICE_SHARE:.0%} of the device's {free / 2**20:.0f} MB free")  # fmt: skip
+            return False
+    elif args.data_on_device == "auto":
+        log(rt, "train: data through loader workers (--data-on-device auto keeps it on a GPU only)")
+        return False
+    log(rt, f"train: data on the device: {len(train_set)} images, {size / 2**20:.1f} MB uint8, batched there")
+    return True
+
+
 def build_optimizer(model: nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
+    """SGD or AdamW; on a GPU their fused kernels (one launch for every parameter, the step count kept on the
+    device: no host round trip per step), elsewhere the default (foreach) implementation."""
     params = [p for p in model.parameters() if p.requires_grad]
+    fused = {"fused": True} if params and params[0].is_cuda else {}
     if args.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, nesterov=True
+            params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, nesterov=True, **fused
         )
-    return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay, **fused)
 
 
 def build_scheduler(
@@ -422,12 +492,30 @@ def wrap(parts: Trainables, args: argparse.Namespace, rt: Runtime) -> None:
     if rt.distributed:
         net = nn.parallel.DistributedDataParallel(parts.model, device_ids=[rt.local_rank] if rt.device.type == "cuda"
                                                   else None)  # fmt: skip
-    if args.compile:
-        if rt.device.type == "cuda":
-            net = torch.compile(net)  # type: ignore[assignment]
-        else:
-            log(rt, "train: --compile ignored on CPU")
+    if args.compile == "on" or (args.compile == "auto" and rt.device.type == "cuda"):
+        # compiled at the first step; a compiler that fails there says so once and the step runs eager
+        net = CompiledOrEager(net, lambda line: log(rt, line))
+        log(rt, f"train: torch.compile ({args.compile}), eager if compiling fails")
+    elif args.compile == "auto":
+        log(rt, "train: eager (--compile auto compiles on a GPU only)")
     parts.net = net
+
+
+def measure_flops(parts: Trainables, train_set: ShardDataset, heads: Heads, rt: Runtime,
+                  args: argparse.Namespace) -> tuple[float | None, float | None]:  # fmt: skip
+    """(FLOP per training sample, the device's peak FLOP/s), said once in the log; (None, None) when counting
+    fails (the run goes on without the utilisation)."""
+    images, targets = train_set.__getitems__(range(min(2, len(train_set))))
+    x, y = prepare(images, rt, heads), targets.to(rt.device)
+    try:
+        flops = flops_per_sample(parts.model, x, lambda logits: weighted_loss(logits, y, heads.names, heads.weights))
+    except Exception as exc:  # noqa: BLE001 - a counter that cannot follow the model costs only the figure
+        log(rt, f"train: FLOP per sample not counted ({type(exc).__name__}: {exc})")
+        return None, None
+    peak = peak_flops(rt.device, args.peak_tflops)
+    shown = f"{peak / 1e12:.1f} TFLOP/s peak" if peak else "peak unknown (--peak-tflops sets it): no utilisation"
+    log(rt, f"train: {flops / 1e9:.3f} GFLOP per sample (forward and backward); {shown}")
+    return flops, peak
 
 
 @dataclass
@@ -439,6 +527,8 @@ class Session:
     config: dict
     checkpoint: Path | None
     tracker: Tracker | None = None
+    flops: float | None = None  # FLOP of one training sample, forward and backward
+    peak: float | None = None  # the device's peak FLOP/s (None: unknown, no utilisation reported)
 
 
 def one_epoch(session: Session, parts: Trainables, loaders: tuple[DataLoader, DataLoader | None],
@@ -450,13 +540,21 @@ def one_epoch(session: Session, parts: Trainables, loaders: tuple[DataLoader, Da
     train_loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
     gen = torch.Generator(device=rt.device)
     gen.manual_seed(args.seed * 100_003 + epoch * 1009 + rt.rank)
-    train_loss, seen = train_one_epoch(parts, train_loader, heads, rt, args, gen)
+    host = torch.Generator()
+    host.manual_seed(args.seed * 100_019 + epoch * 1013 + rt.rank)
+    train_loss, seen = train_one_epoch(parts, train_loader, heads, rt, args, (gen, host))
     elapsed = time.time() - t0
     broadcast_buffers(parts.model, rt)
     metrics: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
     if val_loader is not None:
         metrics |= evaluate(parts.model, val_loader, rt, heads)
-    return metrics | {"lr": parts.optimizer.param_groups[0]["lr"], "samples_per_sec": seen / max(elapsed, 1e-9)}
+    rate = seen / max(elapsed, 1e-9)
+    out = metrics | {"lr": parts.optimizer.param_groups[0]["lr"], "samples_per_sec": rate}
+    if session.flops:  # achieved FLOP/s, and the model FLOP utilisation: per device, against its peak
+        out["tflops"] = rate * session.flops / 1e12
+        if session.peak:
+            out["mfu"] = rate * session.flops / (session.peak * rt.world_size)
+    return out
 
 
 def fit(session: Session, parts: Trainables, progress: Progress, loaders: tuple[DataLoader, DataLoader | None],
@@ -506,9 +604,10 @@ def run(args: argparse.Namespace) -> dict:
     wrap(parts, args, rt)
     tracker = Tracker(os.environ, emit, enabled=rt.is_main)  # MLflow only when MLFLOW_TRACKING_URI is set
     tracker.start({k: v for k, v in vars(args).items() if k not in PLACES})
+    flops, peak = measure_flops(parts, train_set, heads, rt, args)
     try:
-        summary = fit(Session(args, rt, config, checkpoint, tracker), parts, progress, (train_loader, val_loader),
-                      heads)  # fmt: skip
+        summary = fit(Session(args, rt, config, checkpoint, tracker, flops, peak), parts, progress,
+                      (train_loader, val_loader), heads)  # fmt: skip
     except BaseException:
         tracker.finish("FAILED")
         raise
@@ -533,8 +632,9 @@ def run(args: argparse.Namespace) -> dict:
 # warns when a spec's metric regex matches more than one of them (``val_weighted_recall=`` would also read
 # the closing ``best_val_weighted_recall=`` line as one more epoch). tests/test_train.py checks them.
 METRIC_LINES = (
+    # (mfu only where the device's peak is known: a GPU of throughput.PEAK_FLOPS, or --peak-tflops)
     "epoch=1 train_loss=0.5 val_loss=0.5 val_acc_<head>=0.5 val_recall_<head>=0.5 val_weighted_recall=0.5 "
-    "lr=0.001 samples_per_sec=100",
+    "lr=0.001 samples_per_sec=100 tflops=0.5 mfu=0.3",
     "best_epoch=1 best_val_weighted_recall=0.5 epochs=1",
     "rank=0 weights_sha256=0123abcd",
 )
@@ -563,6 +663,13 @@ def save_model(model_dir: Path, state: dict[str, torch.Tensor], config: dict) ->
     here = Path(__file__).resolve().parent
     for name in SERVING_FILES:
         shutil.copy2(here / name, code / name)
+
+
+def _switch(text: str) -> str:
+    """auto, on or off (true/false, yes/no and 1/0 read as on/off)."""
+    if str(text).lower() == "auto":
+        return "auto"
+    return "on" if _bool(text) else "off"
 
 
 def _bool(text: str) -> bool:
@@ -649,7 +756,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("early-stopping-metric", default="val_weighted_recall")
     add("amp", choices=["auto", "bf16", "fp16", "off"], default="auto", help="CUDA only; auto = bf16 where supported")
     add("channels-last", choices=["auto", "on", "off"], default="auto", help="NHWC memory format (auto: on)")
-    add("compile", type=_bool, nargs="?", const=True, default=False, help="torch.compile the model (CUDA only)")
+    add("compile", type=_switch, nargs="?", const="on", default="auto",
+        help="torch.compile the step, eager when compiling fails (auto: on a GPU; true/false are on/off)")
+    add("data-on-device", choices=["auto", "on", "off"], default="auto",
+        help="hold the uint8 training split on the device and batch it there (auto: on a GPU, when it fits)")
+    add("peak-tflops", type=bounded(float, 0, low_open=True), default=None,
+        help="the device's peak TFLOP/s for the FLOP utilisation (default: from the GPU's name)")
     add("device", choices=["auto", "cpu"], default="auto")
     add(
         "num-workers",

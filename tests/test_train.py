@@ -48,12 +48,14 @@ def test_the_metric_lines_train_py_declares_are_the_ones_it_prints(digits_model:
     shapes = {tuple(sorted(pair.split("=")[0] for pair in line.split())) for line in
               declared(STEPS / "train.py", "METRIC_LINES") or ()}  # fmt: skip
     assert len(shapes) == 3
+    optional = {"mfu"}  # printed only where the device's peak is known
+    shapes = {tuple(k for k in shape if k not in optional) for shape in shapes}
     printed = [line for line in (digits_model / "stdout.txt").read_text().splitlines()
                if line and all(re.fullmatch(r"[a-z_0-9]+=\S+", pair) for pair in line.split())]  # fmt: skip
     assert len(printed) >= 4  # 3 epochs and the closing line
     for line in printed:
         keys = tuple(sorted(re.sub(r"^(val_(?:acc|recall))_label$", r"\1_<head>", pair.split("=")[0])
-                            for pair in line.split()))  # fmt: skip
+                            for pair in line.split() if pair.split("=")[0] not in optional))  # fmt: skip
         assert keys in shapes, line
 
 
@@ -181,7 +183,7 @@ def test_cutmix_lambda_is_the_share_of_the_image_not_pasted_over() -> None:
     for _ in range(20):
         x = torch.zeros(4, 1, 20, 30)
         x[:2] = 1.0  # the permutation mixes ones and zeros
-        mixed, perm, lam = train.cutmix(x, gen, alpha=1.0)
+        mixed, perm, lam = train.cutmix(x, gen, alpha=1.0, host=gen)
         changed = (mixed != x).any(dim=1)  # pixels taken from another image
         for i in range(4):
             if x[i].mean() != x[perm[i]].mean():

@@ -1,4 +1,4 @@
-"""What experiment tracking costs: ``python bench/run.py --only tracking``.
+"""What experiment tracking costs: ``python bench/run.py --only tracking`` (named apart from steps/tracking.py).
 
 * The quickstart (``config/digits.yaml``, ``Epochs=2``): ``python -m pipelines local run`` in a fresh process on a
   fresh run root (nothing cached) with ``--tracking off``, ``background`` (the default: the record is written
