@@ -383,12 +383,12 @@ def build_optimizer(model: nn.Module, args: argparse.Namespace) -> torch.optim.O
     """SGD or AdamW; on a GPU their fused kernels (one launch for every parameter, the step count kept on the
     device: no host round trip per step), elsewhere the default (foreach) implementation."""
     params = [p for p in model.parameters() if p.requires_grad]
-    fused = {"fused": True} if params and params[0].is_cuda else {}
+    fused = True if params and params[0].is_cuda else None
     if args.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, nesterov=True, **fused
+            params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, nesterov=True, fused=fused
         )
-    return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay, **fused)
+    return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay, fused=fused)
 
 
 def build_scheduler(
