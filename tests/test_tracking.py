@@ -380,3 +380,42 @@ def test_a_tracking_server_that_cannot_be_reached_costs_the_remote_command_a_war
     err = capsys.readouterr().err
     assert f"warning: tracking: the execution was not recorded in http://127.0.0.1:{port}" in err
     assert view.tracking is None
+
+
+def test_a_sagemaker_jobs_own_run_is_adopted_as_the_executions_child(tmp_path: Path) -> None:
+    """On SageMaker train.py logs its run itself (tagged with its job name); recording the execution afterwards
+    (what pipeline-run does) makes that run the execution's child instead of logging the job twice."""
+    import sys as _sys
+
+    from pipelines.report.tracking import Recorder
+    from pipelines.report.view import RunView, StepView
+
+    _sys.path.insert(0, str(ROOT / "steps"))
+    from tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    job = "pipelines-abc-train-0a1b2c"
+    said: list[str] = []
+    tracker = Tracker({"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": "digits-team",
+                       "TRAINING_JOB_NAME": job}, said.append)  # fmt: skip
+    tracker.start({"epochs": 2, "lr": 0.01})
+    for epoch in (1, 2):
+        tracker.metrics({"val_weighted_recall": 0.5 + epoch / 10}, epoch)
+    tracker.finish()
+    own = tracker.client.search_runs([tracker.client.get_experiment_by_name("digits-team").experiment_id])[0]
+    result = {"TrainingJobName": job, "TrainingJobStatus": "Completed", "HyperParameters": {"epochs": "2"},
+              "FinalMetricDataList": [{"MetricName": "val_weighted_recall", "Value": 0.7}],
+              "ModelArtifacts": {"S3ModelArtifacts": f"s3://b/p/train/{job}/output/model.tar.gz"}}  # fmt: skip
+    view = RunView(pipeline="digits-quickstart", id="abc", status="Succeeded", definition={}, parameters={"Epochs": 2},
+                   steps={"train": StepView(name="train", type="Training", status="Succeeded", result=result)},
+                   where="sagemaker", curves={job: {"val_weighted_recall": [0.6, 0.7]}})  # fmt: skip
+    done = Recorder(uri, "digits-team").record(view)
+    client = tracker.client
+    runs = client.search_runs([done["experiment_id"]])
+    assert len(runs) == 2  # the execution and the job's own run: nothing logged twice
+    child = client.get_run(own.info.run_id)
+    assert done["runs"]["train"] == own.info.run_id
+    assert child.data.tags["mlflow.parentRunId"] == done["parent"]
+    assert child.data.tags["smp.model"] == f"s3://b/p/train/{job}/output/model.tar.gz"
+    assert [m.step for m in client.get_metric_history(own.info.run_id, "val_weighted_recall")] == [1, 2]
+    assert client.get_run(done["parent"]).data.tags["smp.where"] == "sagemaker"

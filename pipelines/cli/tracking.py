@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 from pipelines.cli.common import JSON, LOCAL_EXECUTION, ROOT, Group, UsageError, option, root_flags, run_root
@@ -34,7 +35,8 @@ def start(args: argparse.Namespace, execution_id: str, settings: dict[str, Any])
     if mode == "off":
         return
     root = run_root(args)
-    merged = read_settings(root, execution_id) | {k: v for k, v in settings.items() if v}
+    merged = read_settings(root, execution_id) | {k: v for k, v in settings.items() if v} | {
+        "requested_at": time.time()}  # fmt: skip
     write_atomic(settings_path(root, execution_id), json.dumps(merged, indent=2))
     if mode == "wait":
         from pipelines.local.track import record

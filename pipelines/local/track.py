@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ def record(root: Path, execution_id: str) -> dict[str, Any]:
     with FileLock(root / STORE_DIR / ".lock", timeout=600):
         recorder = Recorder(store_uri(root), experiment, artifact_location(root, experiment))
         runs = recorder.record(view, extra, definition.read_text() if definition.is_file() else None)
-    settings |= {"experiment": experiment, **runs, "ui": settings.get("ui", UI)}
+    settings |= {"experiment": experiment, **runs, "ui": settings.get("ui", UI), "recorded_at": time.time()}
     write_atomic(settings_path(root, view.id), json.dumps(settings, indent=2))
     view.tracking = settings
     write_report(view, root / "executions" / view.id / REPORT, root / FIGURES)
