@@ -112,7 +112,8 @@ def bench_tracking(args: object, measured: Callable[..., tuple[float, float, str
         "",
         f"Per round (s): off {', '.join(f'{w:.1f}' for w in walls['off'])}; background "
         f"{', '.join(f'{w:.1f}' for w in walls['background'])}; wait {', '.join(f'{w:.1f}' for w in walls['wait'])} "
-        "(this 2-core machine's run-to-run spread is about 10%).",
+        "(on this shared 2-core machine one command's wall time varies by up to a third between runs: the "
+        "comparison of walls is within that noise; the writer's own time below is the cost).",
         "",
         f"The background writer itself (a process of its own: MLflow's import, the SQLite store, the tree, the report "
         f"written again) took {statistics.median(writers):.2f} s from its start to its last write (median), "
