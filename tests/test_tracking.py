@@ -75,6 +75,20 @@ def test_a_parameter_names_the_tracking_server_at_run_time(tmp_path: Path) -> No
     assert train["Arguments"]["MlflowConfig"]["MlflowResourceArn"] == {"Get": "Parameters.Tracking"}
 
 
+def test_an_experiment_name_cannot_lead_its_artifacts_out_of_the_run_root(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipelines.report.tracking import artifact_location
+
+    spec = _tracked_spec(tmp_path)
+    spec.write_text(spec.read_text().replace("experiment: digits-team", "experiment: ../../etc"))
+    assert main(["validate", str(spec)]) == 2
+    assert "tracking.experiment" in capsys.readouterr().err
+    for name in ("../../etc", "a/../../b", "..", "team/sub"):
+        location = Path(artifact_location(tmp_path, name).removeprefix("file://"))
+        assert location.parent == (tmp_path / "s3" / "mlflow").resolve() and ".." not in location.name
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [("https://mlflow.example.com", "is not a SageMaker MLflow ARN"),

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -53,7 +54,10 @@ def store_uri(root: Path) -> str:
 
 
 def artifact_location(root: Path, experiment: str) -> str:
-    return (Path(root) / "s3" / ARTIFACT_BUCKET / experiment).resolve().as_uri()
+    """Where an experiment's artifacts go in the run root's object store: a folder named from the experiment with
+    every character but letters, digits, '-' and '_' replaced (no '.', no '/': it stays inside the store)."""
+    folder = re.sub(r"[^A-Za-z0-9_-]", "-", experiment)[:200] or "experiment"
+    return (Path(root) / "s3" / ARTIFACT_BUCKET / folder).resolve().as_uri()
 
 
 def forget(root: Path, execution_ids: list[str]) -> int:

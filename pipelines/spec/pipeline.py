@@ -144,8 +144,10 @@ class TrackingSpec(Model):
         None, description="SageMaker managed MLflow: arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/NAME "
         "(or an mlflow-app ARN), or $Param; omitted: tracking is local only",
     )
+    # SageMaker's AIMlflowConfig.MlflowExperimentName pattern (API reference), less a leading '.' or '/'
     experiment: str | None = Field(
-        None, min_length=1, max_length=256, description="the MLflow experiment; default: the pipeline's name"
+        None, min_length=1, max_length=256, pattern=r"^[a-zA-Z0-9_\-][a-zA-Z0-9\-_./]*$",
+        description="the MLflow experiment (letters, digits, - _ . /); default: the pipeline's name",
     )
 
     def check(self, checks: Checks) -> None:
