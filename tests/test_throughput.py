@@ -14,22 +14,10 @@ import torch
 from torch import nn
 
 from tests.conftest import run_step, training_env
-from tests.tools.datasets import write_digits
 
 
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    raw = tmp_path_factory.mktemp("raw")
-    write_digits(raw)
-    out = tmp_path_factory.mktemp("shards")
-    done = run_step("preprocess.py", "--input", str(raw), "--output", str(out), "--size", "8", "8",
-                    "--val-fraction", "0.2", "--test-fraction", "0.1")  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return out
-
-
-def _train(shards: Path, tmp: Path, *extra: str) -> tuple[str, str]:
-    env = training_env(tmp, shards / "train", shards / "validation")
+def _train(digits_shards: Path, tmp: Path, *extra: str) -> tuple[str, str]:
+    env = training_env(tmp, digits_shards / "train", digits_shards / "validation")
     done = run_step("train.py", "--epochs", "2", "--batch-size", "64", "--cutmix-prob", "0.5", "--mixup-prob", "0.2",
                     "--num-workers", "0", *extra, env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -38,9 +26,11 @@ def _train(shards: Path, tmp: Path, *extra: str) -> tuple[str, str]:
     return digest, done.stdout
 
 
-def test_the_split_on_the_device_trains_the_same_model_as_the_loader_workers(shards: Path, tmp_path: Path) -> None:
-    on, said_on = _train(shards, tmp_path / "on", "--data-on-device", "on")
-    off, said_off = _train(shards, tmp_path / "off", "--data-on-device", "off")
+def test_the_split_on_the_device_trains_the_same_model_as_the_loader_workers(
+    digits_shards: Path, tmp_path: Path
+) -> None:
+    on, said_on = _train(digits_shards, tmp_path / "on", "--data-on-device", "on")
+    off, said_off = _train(digits_shards, tmp_path / "off", "--data-on-device", "off")
     assert "train: data on the device:" in said_on and "MB uint8, batched there" in said_on
     assert "data on the device" not in said_off
     assert on == off  # the same samples in the same batches, the same draws: the same weights
@@ -49,12 +39,12 @@ def test_the_split_on_the_device_trains_the_same_model_as_the_loader_workers(sha
         return re.findall(r"val_weighted_recall=([0-9.]+)", text)
 
     assert recall(said_on) == recall(said_off)
-    auto = _train(shards, tmp_path / "auto")[1]  # on a CPU, auto keeps the loader workers, and says so
+    auto = _train(digits_shards, tmp_path / "auto")[1]  # on a CPU, auto keeps the loader workers, and says so
     assert "--data-on-device auto keeps it on a GPU only" in auto
 
 
 def test_a_training_step_reads_nothing_back_from_the_device_but_host_draws(
-    shards: Path, monkeypatch: pytest.MonkeyPatch
+    digits_shards: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every read of a tensor's value (item, float, int, bool, tolist) the step scripts make during an epoch's
     steps happens inside a host draw; on a GPU any other would make the step wait for the device. (The
@@ -65,7 +55,7 @@ def test_a_training_step_reads_nothing_back_from_the_device_but_host_draws(
     from shards import DeviceBatches, ShardDataset
 
     rt = train.Runtime(torch.device("cpu"), 0, 0, 1, None, False)
-    dataset = ShardDataset(shards / "train")
+    dataset = ShardDataset(digits_shards / "train")
     args = train.build_parser().parse_args(["--cutmix-prob", "0.5", "--mixup-prob", "0.3", "--epochs", "1"])
     heads, config = train.learned(args, dataset, rt)
     parts = train.build_trainables(args, config, rt, 5)
@@ -138,14 +128,14 @@ def test_a_failing_compiler_falls_back_to_eager_once_and_says_so() -> None:
         throughput.CompiledOrEager(model, said.append, compiler=model_error)(x)
 
 
-def test_flop_per_sample_and_the_utilisation_are_reported(shards: Path, tmp_path: Path) -> None:
+def test_flop_per_sample_and_the_utilisation_are_reported(digits_shards: Path, tmp_path: Path) -> None:
     throughput = pytest.importorskip("throughput")
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     flops = throughput.flops_per_sample(model, torch.randn(2, 1, 8, 8), lambda out: out.sum())
     # forward 2·in·out; backward the weights' gradient, 2·in·out (the input needs none)
     assert flops == pytest.approx(2 * 2 * 64 * 10)
     assert model[1].weight.grad is None  # counted on a copy
-    said = _train(shards, tmp_path, "--peak-tflops", "1")[1]
+    said = _train(digits_shards, tmp_path, "--peak-tflops", "1")[1]
     assert re.search(r"train: [0-9.]+ GFLOP per sample \(forward and backward\); 1\.0 TFLOP/s peak", said)
     epoch = next(line for line in said.splitlines() if line.startswith("epoch=1 "))
     assert re.search(r" tflops=[0-9.e-]+ mfu=[0-9.e-]+$", epoch), epoch

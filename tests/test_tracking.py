@@ -280,22 +280,11 @@ def test_a_stopped_execution_leaves_its_runs_killed_not_running(tmp_path: Path) 
 # --------------------------------------------------------------------------- train.py logs by itself
 
 
-@pytest.fixture(scope="module")
-def digits_shards_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    raw = tmp_path_factory.mktemp("raw")
-    write_digits(raw)
-    out = tmp_path_factory.mktemp("shards")
-    done = run_step("preprocess.py", "--input", str(raw), "--output", str(out), "--size", "8", "8",
-                    "--val-fraction", "0.2", "--test-fraction", "0.1")  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return out
-
-
-def test_train_py_logs_its_run_only_when_a_tracking_uri_is_set(digits_shards_small: Path, tmp_path: Path) -> None:
+def test_train_py_logs_its_run_only_when_a_tracking_uri_is_set(digits_shards: Path, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = training_env(tmp_path, digits_shards_small / "train", digits_shards_small / "validation")
+    env = training_env(tmp_path, digits_shards / "train", digits_shards / "validation")
     env |= {"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": "jobs", "TRAINING_JOB_NAME": "job-1"}
     done = run_step("train.py", "--epochs", "3", "--batch-size", "64", env=env)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -304,7 +293,7 @@ def test_train_py_logs_its_run_only_when_a_tracking_uri_is_set(digits_shards_sma
     assert run.info.status == "FINISHED" and run.data.params["epochs"] == "3"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_weighted_recall")] == [1, 2, 3]
     assert "best_epoch" in run.data.metrics and "model_dir" not in run.data.params
-    untracked = training_env(tmp_path / "again", digits_shards_small / "train", digits_shards_small / "validation")
+    untracked = training_env(tmp_path / "again", digits_shards / "train", digits_shards / "validation")
     script = str(ROOT / "steps" / "train.py")
     code = (f"import sys, runpy; sys.argv = [{script!r}, '--epochs', '1', '--batch-size', '64']\n"
             f"try:\n    runpy.run_path({script!r}, run_name='__main__')\n"
@@ -316,12 +305,12 @@ def test_train_py_logs_its_run_only_when_a_tracking_uri_is_set(digits_shards_sma
 
 
 def test_a_job_that_cannot_reach_the_tracking_server_still_trains_and_says_so_once(
-    digits_shards_small: Path, tmp_path: Path
+    digits_shards: Path, tmp_path: Path
 ) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens there
-    env = training_env(tmp_path, digits_shards_small / "train", digits_shards_small / "validation")
+    env = training_env(tmp_path, digits_shards / "train", digits_shards / "validation")
     env |= {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}", "TRAINING_JOB_NAME": "job-2"}
     done = run_step("train.py", "--epochs", "2", "--batch-size", "64", env=env)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -22,7 +22,6 @@ MLflow is imported only here, and only when recording (its import costs about a 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import subprocess
@@ -314,6 +313,3 @@ def _best(jobs: list[Any]) -> Any:
     chosen = [j for j in jobs if j.data.tags.get("smp.best") == "true"]
     return chosen[0] if chosen else (jobs[0] if len(jobs) == 1 else None)
 
-
-def text_of(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, dict | list) else str(value)

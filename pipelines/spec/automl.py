@@ -33,13 +33,8 @@ METRICS: dict[str, tuple[str, ...]] = {
     "MulticlassClassification": ("Accuracy", "BalancedAccuracy", "F1macro", "PrecisionMacro", "RecallMacro"),
 }
 DEFAULT_METRIC = {"Regression": "MSE", "BinaryClassification": "F1", "MulticlassClassification": "Accuracy"}
-MINIMIZED = ("MAE", "MSE", "RMSE")  # error metrics: lower is better
 MIN_ROWS = 500  # botocore, CreateAutoMLJob InputDataConfig: "A minimum of 500 rows is required for the training
 # dataset"
-
-
-def objective_direction(metric: str) -> str:
-    return "Minimize" if metric in MINIMIZED else "Maximize"
 
 
 class AutoMLSpec(StepBase):
@@ -85,10 +80,6 @@ class AutoMLSpec(StepBase):
         if self.objective is not None:
             return self.objective
         return DEFAULT_METRIC.get(self.problem_type)
-
-    @property
-    def algorithm_list(self) -> list[str]:
-        return list(self.algorithms or ENSEMBLING_ALGORITHMS)
 
     def check(self, checks: Checks, here: Path_) -> None:
         if self.objective is not None and self.problem_type == "auto":

@@ -52,8 +52,8 @@ class TableError(Exception):
     """A table Autopilot would refuse: one line naming the file and the rule."""
 
 
-def _csv_rows(path: Path, shown: str) -> tuple[list[str], list[list[str]]]:
-    data = path.read_bytes()
+def _csv_text(data: bytes, shown: str) -> tuple[list[str], str]:
+    """(the header, the decoded text) of a CSV file every row of which has one value per column."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -67,42 +67,33 @@ def _csv_rows(path: Path, shown: str) -> tuple[list[str], list[list[str]]]:
         raise TableError(f"{shown}: the file is empty; Autopilot needs a header and {MIN_ROWS} rows") from None
     except csv.Error as exc:
         raise TableError(f"{shown}: line 1 is not CSV ({exc})") from None
-    rows = []
     try:
         for row in reader:
-            if not row:
-                continue  # a blank line
-            if len(row) != len(header):
+            if row and len(row) != len(header):  # (a blank line is no row)
                 raise TableError(f"{shown}: line {reader.line_num} has {len(row)} fields where the header has "
                                  f"{len(header)}; every row needs one value per column (quote values holding commas)")
-            rows.append(row)
     except csv.Error as exc:
         raise TableError(f"{shown}: line {reader.line_num} is not CSV ({exc})") from None
-    return header, rows
+    return header, text
 
 
 def _frame(path: Path, shown: str, content_type: str | None) -> Any:
     import pandas as pd
 
-    parquet = content_type == PARQUET or (content_type is None and path.read_bytes()[:4] == b"PAR1")
-    if parquet:
+    data = path.read_bytes()  # once: sniffed, checked and parsed
+    if content_type == PARQUET or (content_type is None and data[:4] == b"PAR1"):
         try:
-            return pd.read_parquet(path)
+            return pd.read_parquet(io.BytesIO(data))
         except Exception as exc:  # noqa: BLE001 - pyarrow's errors are many; each is a bad file
             raise TableError(f"{shown}: not a readable parquet file ({exc})") from None
-    header, rows = _csv_rows(path, shown)
+    header, text = _csv_text(data, shown)
     blank = [name for name in header if not name.strip()]
     if blank or len(set(header)) != len(header):
         twice = sorted({n for n in header if header.count(n) > 1})
         raise TableError(f"{shown}: the header row " + ("has an empty column name" if blank else
                          f"names {', '.join(map(repr, twice))} twice") + "; Autopilot needs one name per column")
-    # parsed by pandas from the checked text: numbers become numbers, empty cells missing values
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    writer.writerows(rows)
-    buffer.seek(0)
-    return pd.read_csv(buffer, keep_default_na=True, na_values=[""], low_memory=False)
+    # the checked text parsed by pandas: numbers become numbers, empty cells missing values
+    return pd.read_csv(io.StringIO(text), keep_default_na=True, na_values=[""], low_memory=False)
 
 
 def read_table(directory: Path, shown_root: str, content_type: str | None) -> Any:
