@@ -7,10 +7,12 @@
 * the package's ``__init__`` (which imports every algorithm, AutoML, analytics, local mode...) is not run:
   ``sagemaker`` is a module whose attributes import on first use, and only the modules the compiler names are
   imported;
-* modules nothing in a compile runs (`UNUSED`: pandas, scipy, sagemaker-core's shapes, Spark, remote
-  functions, the Amazon algorithms...) are *placeholders* while the SDK loads. Their names resolve, but a call
-  or an instantiation raises `SdkUnavailable`, naming the module. Once loaded, they are dropped from
-  ``sys.modules``, so any later import in the process gets the real one;
+* modules nothing in a compile runs (`UNUSED`: numpy (and with it OpenBLAS's threads), jsonschema, requests,
+  pandas, scipy, sagemaker-core's shapes, the debugger's rules, local mode, Spark, remote functions, the Amazon
+  algorithms...) are *placeholders* while the SDK loads. Their names resolve, but a call or an instantiation
+  raises `SdkUnavailable`, naming the module. Once loaded, they are dropped from ``sys.modules``, so any later
+  import in the process gets the real one. What the SDK imports inside the functions a compile calls is
+  imported during the load too (`CALLED`), so that it loads lean as well;
 * no botocore client is built while compiling (`offline_clients`): a `Session` makes six of them, and JumpStart
   makes one more Session at import. A client loads its service model (several MB of JSON), and a compile never
   calls AWS. The stand-in refuses any call, naming it;
@@ -43,9 +45,9 @@ FULL = "SMP_FULL_SDK"
 SDK_CONFIG: dict[str, Any] = {"SchemaVersion": "1.0",
                               "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}  # fmt: skip
 # modules no compile runs: they are imported by the SDK's own modules, for other features
-UNUSED = ("pandas", "scipy", "sagemaker_core", "omegaconf", "sagemaker.spark", "sagemaker.serve",
-          "sagemaker.remote_function", "sagemaker.amazon", "sagemaker.analytics", "sagemaker.feature_store",
-          "sagemaker.partner_app")  # fmt: skip
+UNUSED = ("numpy", "jsonschema", "requests", "smdebug_rulesconfig", "pandas", "scipy", "sagemaker_core", "omegaconf",
+          "sagemaker.local", "sagemaker.spark", "sagemaker.serve", "sagemaker.remote_function", "sagemaker.amazon",
+          "sagemaker.analytics", "sagemaker.feature_store", "sagemaker.partner_app")  # fmt: skip
 # imported first: the SDK's lineage modules import each other while defining classes, and import cleanly only
 # in this order (the package's __init__ happens to import them so)
 FIRST = ("sagemaker.lineage.artifact",)
@@ -59,6 +61,10 @@ NEEDED = ("sagemaker.workflow.pipeline", "sagemaker.workflow.steps", "sagemaker.
           "sagemaker.model_metrics", "sagemaker.inputs", "sagemaker.image_uris", "sagemaker.utils",
           "sagemaker.session", "sagemaker.config", "sagemaker.automl.automl", "sagemaker.workflow.automl_step",
           "sagemaker.transformer")  # fmt: skip
+# what the SDK imports inside the functions a compile calls (`utils.check_and_get_run_experiment_config`, and
+# `estimator`'s ``isinstance(estimator, sagemaker.algorithm.AlgorithmEstimator)``): imported up front, so that
+# they load lean too (the experiments' run module would import numpy, the algorithm module the Amazon algorithms)
+CALLED = ("sagemaker.experiments._run_context", "sagemaker.algorithm")
 
 
 class SdkUnavailable(UserError):
@@ -173,7 +179,7 @@ def load() -> None:
         try:
             sys.modules["sagemaker"] = _lazy_package()
             _use_constant_config()  # before any module takes its own reference to the functions
-            for name in (*FIRST, *NEEDED):
+            for name in (*FIRST, *NEEDED, *CALLED):
                 importlib.import_module(name)
         except BaseException:
             for name in [m for m in sys.modules if m == "sagemaker" or m.startswith("sagemaker.")]:
@@ -213,16 +219,14 @@ def _use_constant_config() -> None:
     import sagemaker.config
     import sagemaker.config.config as config_module
 
-    validate = getattr(config_module.validate_sagemaker_config, "_real", config_module.validate_sagemaker_config)
-
     def load_config(*args: Any, **kwargs: Any) -> dict[str, Any]:
         return SDK_CONFIG
 
     def validate_config(config: dict | None = None) -> None:
         if config is not SDK_CONFIG:
-            validate(config)  # type: ignore[arg-type]
+            schema_check(config)
 
-    validate_config._real = validate  # type: ignore[attr-defined]
+    validate_config._real = schema_check  # type: ignore[attr-defined]
     for module in (config_module, sagemaker.config, sys.modules.get("sagemaker.session"),
                    sys.modules.get("sagemaker.utils")):  # fmt: skip
         if module is None:
@@ -231,6 +235,15 @@ def _use_constant_config() -> None:
             module.load_sagemaker_config = load_config  # type: ignore[attr-defined]
         if hasattr(module, "validate_sagemaker_config"):
             module.validate_sagemaker_config = validate_config  # type: ignore[attr-defined]
+
+
+def schema_check(config: dict | None) -> None:
+    """The SDK's own check of a configuration (``sagemaker.config.config.validate_sagemaker_config``), with the
+    real ``jsonschema``: the lean load leaves it out of the SDK's modules, which never need it for `SDK_CONFIG`."""
+    import jsonschema
+    from sagemaker.config.config_schema import SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA
+
+    jsonschema.validate(config, SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA)
 
 
 class OfflineClient:
