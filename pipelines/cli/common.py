@@ -5,6 +5,7 @@ a `UserError`), and the helpers several groups call: compiling a spec, typing ov
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -128,9 +129,12 @@ def load(config: str) -> Any:
     return load_spec(config)
 
 
-def compile_spec(config: str) -> Any:
+def compile_spec(config: str, meanwhile: Callable[[], None] | None = None) -> Any:
     """The spec compiled, and every request of its definition checked against the SageMaker API's model
-    (served from the compile cache while nothing it is made of changed: no SDK import, no compile)."""
+    (served from the compile cache while nothing it is made of changed: no SDK import, no compile).
+
+    ``meanwhile``: what the caller needs done before it uses the compile. When the cache does not hold the spec,
+    it is done while the spec compiles in a child process beside this one (`pipelines.cli.aside`)."""
     from pipelines import compile_cache
     from pipelines.settings import Settings
 
@@ -138,16 +142,41 @@ def compile_spec(config: str) -> Any:
     settings = Settings()
     cached = compile_cache.load(BUILD / ".compile-cache", config, spec, settings)
     if cached is not None:
+        if meanwhile is not None:
+            meanwhile()
         return cached
-    from pipelines.compiler import compile_pipeline
+    from pipelines.cli.aside import Aside
+    from pipelines.compiler import CompiledPipeline, compile_pipeline
     from pipelines.requests import check_instance_types, check_pipeline, check_requests
 
-    check_instance_types(config, spec)
-    compiled = compile_pipeline(spec, settings)
+    aside = Aside.start(functools.partial(_compiled_parts, spec, settings)) if meanwhile is not None else None
+    try:
+        check_instance_types(config, spec)
+        if meanwhile is not None:
+            meanwhile()
+    except BaseException:
+        if aside is not None:
+            aside.cancel()
+        raise
+    parts = aside.result() if aside is not None else None
+    if parts is not None:
+        name, definition, code = parts
+        compiled = CompiledPipeline(name, definition, code, None, settings, spec)
+    else:
+        compiled = compile_pipeline(spec, settings)
     check_requests(config, compiled.spec, json.loads(compiled.definition))
     check_pipeline(config, compiled.spec, compiled.name, compiled.definition)
     compile_cache.save(BUILD / ".compile-cache", config, compiled)
     return compiled
+
+
+def _compiled_parts(spec: Any, settings: Any) -> tuple[str, str, Any]:
+    """In the compile's child process: what the CLI uses of a compile (a `CompiledPipeline` less the SDK's
+    ``Pipeline``, which nothing after a compile uses and which does not pickle)."""
+    from pipelines.compiler import compile_pipeline
+
+    compiled = compile_pipeline(spec, settings)
+    return compiled.name, compiled.definition, compiled.code
 
 
 def overrides(compiled: Any, definition: dict[str, Any], pairs: list[str]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ report of any execution (``report``)."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -34,7 +35,7 @@ from pipelines.cli.common import (
     view_dir,
     write_run_report,
 )
-from pipelines.cli.tracking import TRACKING
+from pipelines.cli.tracking import TRACKING, tracking_mode
 from pipelines.cli.tracking import start as track
 from pipelines.report.tracking import git_commit, spec_digest
 
@@ -47,9 +48,18 @@ RUN_OPTIONS = (ROOT, MOUNT, NPROC, PARALLEL, NO_CACHE, TAIL, TRACKING)  # what `
 
 @group.command("run", "compile a spec and run its definition locally", CONFIG, PARAMS, *RUN_OPTIONS, UNTIL)
 def run(args: argparse.Namespace) -> int:
+    facts: dict[str, Any] = {}
+
+    def meanwhile() -> None:
+        """Beside the compile (`compile_spec`): the engine's modules, and what tracking records of the spec."""
+        _run_modules()
+        if tracking_mode(args) != "off":
+            facts.update({"smp.spec_sha256": spec_digest(Path(args.config).read_text()), "smp.spec": str(args.config),
+                          "smp.git_commit": git_commit(Path(args.config).resolve().parent)})  # fmt: skip
+
+    compiled = compile_spec(args.config, meanwhile=meanwhile)
     from pipelines.local.engine import Execution, LocalOptions
 
-    compiled = compile_spec(args.config)
     compiled.write(BUILD / f"{compiled.name}.json")
     # from here on the engine sees only the definition JSON, as SageMaker would
     definition = json.loads(compiled.definition)
@@ -60,11 +70,16 @@ def run(args: argparse.Namespace) -> int:
             objects.put_bytes(uri, data)
     until = [name for item in args.until for name in item.split(",") if name] or None
     options = LocalOptions(nproc=args.nproc, max_parallel=args.parallel, use_cache=not args.no_cache, until=until)
-    text = Path(args.config).read_text()
-    settings = {"experiment": compiled.spec.experiment, "smp.spec_sha256": spec_digest(text),
-                "smp.git_commit": git_commit(Path(args.config).resolve().parent), "smp.spec": str(args.config)}
+    settings = {"experiment": compiled.spec.experiment, **facts}
     return _run_live(args, lambda on_change: Execution(
         run_root(args), definition, values, objects, options, on_change, compiled.name), settings)  # fmt: skip
+
+
+def _run_modules() -> None:
+    """What `run` needs once the spec is compiled, imported while it compiles beside this process."""
+    for name in ("pipelines.local.engine", "pipelines.local.progress", "pipelines.local.view", "pipelines.local.gc",
+                 "pipelines.report.summary", "pipelines.report.html", "pipelines.report.outcomes"):  # fmt: skip
+        importlib.import_module(name)
 
 
 @group.command("retry", "run a Failed or Stopped execution again in place: succeeded steps keep their results, "

@@ -23,15 +23,21 @@ TRACKING = option("--tracking", choices=MODES, default=None,
                   "(default; SMP_TRACKING sets another), waiting for it, or not at all")  # fmt: skip
 
 
+def tracking_mode(args: argparse.Namespace) -> str:
+    """``--tracking``, else ``SMP_TRACKING``, else background (exit 2 for anything else)."""
+    mode = getattr(args, "tracking", None) or os.environ.get("SMP_TRACKING") or "background"
+    if mode not in MODES:
+        raise UsageError(f"SMP_TRACKING={mode!r}: use one of {', '.join(MODES)}")
+    return str(mode)
+
+
 def start(args: argparse.Namespace, execution_id: str, settings: dict[str, Any]) -> None:
     """Record an ended execution in MLflow as ``--tracking`` says; ``settings`` (the experiment, the spec's
     digest, the git commit) are kept beside its record for the writer."""
     from pipelines.files import write_atomic
     from pipelines.local.track import read_settings, settings_path, store_uri
 
-    mode = getattr(args, "tracking", None) or os.environ.get("SMP_TRACKING") or "background"
-    if mode not in MODES:
-        raise UsageError(f"SMP_TRACKING={mode!r}: use one of {', '.join(MODES)}")
+    mode = tracking_mode(args)
     if mode == "off":
         return
     root = run_root(args)

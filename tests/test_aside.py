@@ -1,0 +1,99 @@
+"""A ``local run``'s compile beside the rest of its start-up (`pipelines.cli.aside`): the same definition and
+code as a compile in the process, a failed child's work done again in the process, a stopped child gone.
+
+Each check runs in a fresh process: a fork is taken only in a process with one thread, which a test session
+(servers, writers of other tests) need not be."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+COMPILE = """
+import hashlib, json, sys
+from pipelines.cli.common import compile_spec
+compiled = compile_spec(sys.argv[1], meanwhile=lambda: print("meanwhile ran", flush=True))
+print(json.dumps({"aside": compiled.pipeline is None, "definition": compiled.definition,
+                  "uploads": {u: hashlib.sha256(d).hexdigest() for u, d in compiled.uploads().items()}}))
+"""
+
+UNIT = """
+import json, os, time
+from pipelines.cli.aside import Aside, can_fork
+
+def fails():
+    raise ValueError("in the child")
+
+out = {"can_fork": can_fork()}
+out["value"] = Aside.start(lambda: {"n": 41 + 1}).result()
+out["failed"] = Aside.start(fails).result()
+out["printed"] = Aside.start(lambda: print("from the child") or 7).result()
+slow = Aside.start(lambda: time.sleep(60))
+started = time.monotonic()
+slow.cancel()
+out["cancel_s"] = time.monotonic() - started
+try:
+    os.waitpid(slow.pid, os.WNOHANG)
+    out["reaped"] = False
+except ChildProcessError:
+    out["reaped"] = True
+print(json.dumps(out))
+"""
+
+needs_two_cpus = pytest.mark.skipif(
+    sys.platform != "linux" or len(os.sched_getaffinity(0)) < 2, reason="the compile goes aside on Linux with 2+ CPUs"
+)
+
+
+def _python(code: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k != "SMP_NO_COMPILE_ASIDE"} | env
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=environment, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+@needs_two_cpus
+@pytest.mark.parametrize("config", ["config/bengali.yaml", "config/tabular.yaml"])
+def test_a_compile_beside_gives_the_definition_and_code_a_compile_here_gives(config: str) -> None:
+    runs = {}
+    for mode, env in (("aside", {}), ("here", {"SMP_NO_COMPILE_ASIDE": "1"})):
+        done = _python(COMPILE, config, SMP_NO_COMPILE_CACHE="1", **env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        lines = done.stdout.strip().splitlines()
+        assert lines[0] == "meanwhile ran"  # the caller's own start-up ran (beside the child, or before compiling)
+        runs[mode] = json.loads(lines[-1])
+    assert runs["aside"].pop("aside") is True and runs["here"].pop("aside") is False
+    assert runs["aside"] == runs["here"]
+
+
+@needs_two_cpus
+def test_a_child_hands_back_its_result_or_nothing_and_a_cancelled_one_is_gone() -> None:
+    done = _python(UNIT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["can_fork"] is True
+    assert out["value"] == {"n": 42}
+    assert out["failed"] is None  # the caller does the work itself, and raises what it raises
+    assert "from the child" in done.stdout  # what a child that succeeded printed is printed by the parent
+    assert out["printed"] == 7
+    assert out["cancel_s"] < 5 and out["reaped"] is True
+
+
+def test_a_spec_error_in_a_local_run_is_said_once_with_exit_2(tmp_path: Path) -> None:
+    """The instance check fails here while the child compiles: the child is stopped, the error said once."""
+    spec = tmp_path / "bad.yaml"
+    text = (ROOT / "config" / "digits.yaml").read_text()
+    assert "ml.m5.xlarge" in text
+    spec.write_text(text.replace("ml.m5.xlarge", "ml.m5.huge", 1))
+    done = subprocess.run([sys.executable, "-m", "pipelines", "local", "run", str(spec), "--root",
+                           str(tmp_path / "runs"), "--tracking", "off"], cwd=ROOT, capture_output=True, text=True,
+                          env=os.environ | {"SMP_NO_COMPILE_CACHE": "1"}, timeout=300)  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.count("ml.m5.huge") == 1, done.stderr
+    assert "Traceback" not in done.stderr
