@@ -281,7 +281,7 @@ def _disk_full(case: Case) -> None:
         }
     )
     execution = engine_with(case.tmp, {"noop.py": "print('ok')"}, [step])
-    real_copy = shutil.copy2
+    real_copy = shutil.copyfile  # what staging copies with (an S3 download keeps no times or modes)
 
     def full(src: object, dst: object, **kw: object) -> object:
         if "in/data.bin" in str(src):
@@ -289,7 +289,7 @@ def _disk_full(case: Case) -> None:
         return real_copy(src, dst, **kw)  # type: ignore[arg-type]
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(shutil, "copy2", full)
+        mp.setattr(shutil, "copyfile", full)
         assert execution.run() == "Failed"
     attempt = execution.states["stage"].attempts[-1]
     assert attempt["cause"] == "Step.SERVICE_FAULT"

@@ -53,5 +53,5 @@ def pack_steps(directory: Path | None = None) -> CodeBundle:
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             tar.addfile(info, io.BytesIO(data))
-    compressed = gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
+    compressed = gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)  # 9 takes twice as long for 0.3% less
     return CodeBundle(files, digest.hexdigest()[:16], compressed)

@@ -129,10 +129,15 @@ class ObjectStore:
             objects = objects[share[0] :: share[1]]
             if not objects:
                 return 0
+        made = {directory}
         for rel, f in objects:
             target = directory / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, target)  # a copy, as File mode gives: a job writing to its input cannot touch the store
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
+            # a copy, as File mode gives: a job writing to its input cannot touch the store; the file's times are
+            # the download's, as an object downloaded from S3 has (copyfile, not copy2)
+            shutil.copyfile(f, target)
             n += 1
         if n == 0:
             raise StoreError(f"nothing at {uri} (local store: {self.path(uri)})")

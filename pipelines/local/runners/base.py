@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -286,12 +287,26 @@ def check_requirements(path: Path, job: Job, installer: str) -> None:
     already be met by this environment, or the job fails saying which."""
     if not path.is_file():
         return
+    missing = _unmet(path.read_text())
+    if missing:
+        raise StepFailed(
+            f"ClientError: {path.name} asks for what this environment lacks: {'; '.join(missing)}. On SageMaker "
+            f"{installer} in the container; locally, install it into the project's .venv",
+            "ClientError",
+        )
+    job.log(f"{path.name}: every requirement is met by this environment")
+
+
+@functools.lru_cache(maxsize=32)
+def _unmet(text: str) -> tuple[str, ...]:
+    """The requirements of a requirements file's text this environment does not meet (the same for every job of
+    an execution: the engine's environment does not change while it runs)."""
     from importlib.metadata import PackageNotFoundError, version
 
     from packaging.requirements import InvalidRequirement, Requirement
 
     missing = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if not line or line.startswith("-"):
             continue
@@ -307,13 +322,7 @@ def check_requirements(path: Path, job: Job, installer: str) -> None:
             continue
         if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
             missing.append(f"{line} (installed: {installed})")
-    if missing:
-        raise StepFailed(
-            f"ClientError: {path.name} asks for what this environment lacks: {'; '.join(missing)}. On SageMaker "
-            f"{installer} in the container; locally, install it into the project's .venv",
-            "ClientError",
-        )
-    job.log(f"{path.name}: every requirement is met by this environment")
+    return tuple(missing)
 
 
 class Runner:
