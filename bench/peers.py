@@ -12,6 +12,9 @@ measurement alternates the two tools (A B A B), and each figure is the median of
   nothing, so it runs every step again);
 * peak memory: the largest ``ru_maxrss`` of the command and the processes it waited for.
 
+Ours runs with ``SMP_TRACKING=off``: KFP's local runner records nothing, and the MLflow writer a local run starts
+in the background by default would load the machine under the runs measured after it.
+
 The project's spec needs its script under ``steps/``: the benchmark runs on a copy of the repository
 (``bench/out/peers-repo``) with ``steps/chain.py`` added, as a contributor's checkout would hold it.
 """
@@ -119,7 +122,9 @@ def kfp_python() -> Path:
 
 
 def _ours(repo: Path, n: int, root: Path, measured: Callable) -> tuple[float, float]:
-    env = {"PYTHONPATH": str(repo)}
+    # no MLflow record: KFP's runner keeps none, and the background writer a run starts by default (about 2.5 s
+    # of CPU after the command returned, `bench tracking`) would load the machine under the next measured run
+    env = {"PYTHONPATH": str(repo), "SMP_TRACKING": "off"}
     wall, rss, _ = measured([sys.executable, "-m", "pipelines", "local", "run", f"chain-{n}.yaml", "--root",
                              str(root)], env=env, cwd=repo)  # fmt: skip
     return wall, rss
@@ -168,7 +173,8 @@ def _table(results: dict[tuple[str, int, str], list[tuple[float, float]]]) -> st
         f"A chain of tiny steps, ours (`python -m pipelines local run`) against Kubeflow Pipelines {KFP_VERSION}'s "
         "local `SubprocessRunner` (`use_venv=False`, components with `install_kfp_package=False`), each a fresh "
         f"process, run paired (A B A B), {ROUNDS} pairs per row, medians (`bench/peers.py` says what each run "
-        "holds). KFP runs from its own virtualenv (`bench/out/kfp-venv`).",
+        "holds). KFP runs from its own virtualenv (`bench/out/kfp-venv`); ours with `SMP_TRACKING=off` (KFP "
+        "records nothing either).",
         "",
         "| run | ours (s) | KFP (s) | ours / KFP |",
         "|---|---:|---:|---:|",
