@@ -1,15 +1,22 @@
 """Settings that belong to the account, not the pipeline: region, role, bucket, name prefix.
 
-Read from the environment (``SMP_*``; the region also from ``AWS_REGION``/``AWS_DEFAULT_REGION``) or a
-``.smp.env`` file in the working directory; never from a spec.
+Read from the environment (``SMP_<FIELD>``, any case; the region also from ``AWS_REGION``, then
+``AWS_DEFAULT_REGION``) or, for what the environment does not set, a ``.smp.env`` file in the working directory
+(read with python-dotenv); never from a spec. Values passed to ``Settings(...)`` come first.
+
+A model of pydantic's and a dotenv reader, the precedence of pydantic-settings (arguments, then the
+environment, then the file): pydantic-settings itself costs every command 40 ms to import (asyncio, its CLI
+and cloud sources), a tenth of a first run (``bench/peers.py``).
 """
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
+from typing import Any
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.errors import UserError
 
@@ -18,23 +25,39 @@ from pipelines.errors import UserError
 PLACEHOLDER_BUCKET = "sm-pipelines-unset-bucket"
 PLACEHOLDER_ROLE = "arn:aws:iam::000000000000:role/sm-pipelines-unset-role"
 PLACEHOLDER_REGION = "us-east-1"
+ENV_FILE = ".smp.env"
+# the variables a field is read from, first found first; any other field from SMP_<FIELD>
+VARIABLES = {"region": ("SMP_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")}
 
 
 class MissingRegion(UserError):
     """An AWS call without a configured region: reported before anything is sent (exit 2)."""
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="SMP_", env_file=".smp.env", extra="ignore", frozen=True, populate_by_name=True
-    )
+class SettingsFileError(UserError):
+    """A ``.smp.env`` that cannot be read."""
 
-    region: str | None = Field(None, validation_alias=AliasChoices("SMP_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"))
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    region: str | None = Field(None, description="SMP_REGION, else AWS_REGION, else AWS_DEFAULT_REGION")
     role_arn: str | None = Field(None, description="execution role for the pipeline and its jobs")
     default_bucket: str | None = Field(None, description="bucket for code, outputs and checkpoints")
     name_prefix: str = Field("", description="prepended to pipeline names, e.g. 'team-a-'")
     account_id: str | None = Field(None, description="for custom image URIs; defaults to the role's account")
     image_repository_prefix: str = Field("sm-pipelines", description="ECR repositories <prefix>-training/-inference")
+
+    def __init__(self, **values: Any) -> None:
+        sources = [_upper(os.environ), _env_file()]  # the environment, then the file
+        for name in type(self).model_fields:
+            if name in values:
+                continue
+            variables = VARIABLES.get(name, (f"SMP_{name.upper()}",))
+            found = next((source[v] for source in sources for v in variables if v in source), None)
+            if found is not None:
+                values[name] = found
+        super().__init__(**values)
 
     def pipeline_name(self, spec_name: str) -> str:
         """The name SageMaker knows the pipeline by."""
@@ -68,3 +91,22 @@ class Settings(BaseSettings):
             return self.account_id
         match = re.match(r"^arn:aws[a-z-]*:iam::(\d{12}):", self.role_arn or "")
         return match.group(1) if match else None
+
+
+def _upper(variables: Any) -> dict[str, str]:
+    """Variable names in upper case: a setting's variable is found in any case, as pydantic-settings finds it."""
+    return {str(k).upper(): str(v) for k, v in variables.items() if v is not None}
+
+
+def _env_file() -> dict[str, str]:
+    path = Path(ENV_FILE)
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    try:
+        return _upper(dotenv_values(path, encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsFileError(
+            f"{path.resolve()}: cannot be read as UTF-8 settings ({exc}); fix or remove it",
+        ) from None

@@ -274,6 +274,33 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert "arn:aws:iam::210987654321:role/r" in compiled.definition
 
 
+def test_settings_take_arguments_then_the_environment_then_the_smp_env_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.settings import SettingsFileError
+
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.upper().startswith("SMP_") or name.upper() in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+            monkeypatch.delenv(name)
+    (tmp_path / ".smp.env").write_text(
+        "SMP_REGION=eu-west-1\nSMP_DEFAULT_BUCKET='file-bucket'  # a comment\nexport SMP_NAME_PREFIX=file-\nSMP_ROLE_ARN\n"
+    )
+    settings = Settings()
+    assert (settings.region, settings.default_bucket, settings.name_prefix, settings.role_arn) == (
+        "eu-west-1", "file-bucket", "file-", None)  # fmt: skip
+    monkeypatch.setenv("AWS_REGION", "us-west-2")  # the environment before the file, by any of the region's names
+    monkeypatch.setenv("smp_default_bucket", "env-bucket")  # in any case
+    settings = Settings()
+    assert (settings.region, settings.default_bucket, settings.name_prefix) == ("us-west-2", "env-bucket", "file-")
+    monkeypatch.setenv("SMP_REGION", "ca-central-1")  # SMP_REGION before AWS_REGION
+    assert Settings().region == "ca-central-1"
+    assert Settings(region="ap-south-1").region == "ap-south-1"  # arguments first
+    (tmp_path / ".smp.env").write_bytes(b"SMP_REGION=\xff\n")
+    with pytest.raises(SettingsFileError, match=r"\.smp\.env: cannot be read as UTF-8"):
+        Settings()
+
+
 RETRY_TYPES = [
     "Step.SERVICE_FAULT",
     "Step.THROTTLING",
