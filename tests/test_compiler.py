@@ -283,9 +283,8 @@ def test_settings_take_arguments_then_the_environment_then_the_smp_env_file(
     for name in list(os.environ):
         if name.upper().startswith("SMP_") or name.upper() in ("AWS_REGION", "AWS_DEFAULT_REGION"):
             monkeypatch.delenv(name)
-    (tmp_path / ".smp.env").write_text(
-        "SMP_REGION=eu-west-1\nSMP_DEFAULT_BUCKET='file-bucket'  # a comment\nexport SMP_NAME_PREFIX=file-\nSMP_ROLE_ARN\n"
-    )
+    (tmp_path / ".smp.env").write_text("SMP_REGION=eu-west-1\nSMP_DEFAULT_BUCKET='file-bucket'  # a comment\n"
+                                       "export SMP_NAME_PREFIX=file-\nSMP_ROLE_ARN\n")  # fmt: skip
     settings = Settings()
     assert (settings.region, settings.default_bucket, settings.name_prefix, settings.role_arn) == (
         "eu-west-1", "file-bucket", "file-", None)  # fmt: skip
