@@ -23,6 +23,7 @@ from pipelines import layout
 from pipelines.files import write_atomic
 
 KEEP = 16  # entries kept, newest first
+UPLOADS = "uploads.bin"  # every object a run puts in place before it starts, one after another
 
 
 def _version(package: str) -> str:
@@ -59,10 +60,11 @@ class CachedPipeline:
     settings: Any
     spec: Any
     directory: Path
-    files: dict[str, str]  # upload URI -> file in the entry
+    spans: dict[str, tuple[int, int]]  # upload URI -> (offset, length) in the entry's uploads.bin
 
     def uploads(self) -> dict[str, bytes]:
-        return {uri: (self.directory / name).read_bytes() for uri, name in self.files.items()}
+        data = (self.directory / UPLOADS).read_bytes()
+        return {uri: data[start : start + length] for uri, (start, length) in self.spans.items()}
 
     def write(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,12 +83,13 @@ def load(cache_dir: Path, config: str | Path, spec: Any, settings: Any) -> Cache
     try:
         meta = json.loads((entry / "meta.json").read_text())
         definition = (entry / "definition.json").read_text()
-    except (OSError, json.JSONDecodeError):
-        return None
-    if not all((entry / name).is_file() for name in meta["files"].values()):
+        spans = {uri: (int(start), int(length)) for uri, (start, length) in meta["uploads"].items()}
+        if sum(length for _, length in spans.values()) != (entry / UPLOADS).stat().st_size:
+            return None  # not the archive its index describes
+    except (OSError, ValueError, TypeError, KeyError):
         return None
     os.utime(entry)  # recently used: kept by the pruning below
-    return CachedPipeline(meta["name"], definition, _Code(meta["digest"]), settings, spec, entry, meta["files"])
+    return CachedPipeline(meta["name"], definition, _Code(meta["digest"]), settings, spec, entry, spans)
 
 
 def save(cache_dir: Path, config: str | Path, compiled: Any) -> None:
@@ -94,15 +97,16 @@ def save(cache_dir: Path, config: str | Path, compiled: Any) -> None:
         return
     entry = cache_dir / key(config, compiled.settings.model_dump_json())
     entry.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for i, (uri, data) in enumerate(sorted(compiled.uploads().items())):
-        name = f"upload-{i:03d}.bin"
-        (entry / name).write_bytes(data)
-        files[uri] = name
+    spans, offset = {}, 0
+    uploads = sorted(compiled.uploads().items())
+    for uri, data in uploads:  # one file of them all: a hit reads one file, not one per step script
+        spans[uri] = (offset, len(data))
+        offset += len(data)
+    (entry / UPLOADS).write_bytes(b"".join(data for _, data in uploads))
     (entry / "definition.json").write_text(compiled.definition)
     # written last: an entry without it is incomplete and never read
     write_atomic(entry / "meta.json", json.dumps({"name": compiled.name, "digest": compiled.code.digest,
-                                                  "files": files}))  # fmt: skip
+                                                  "uploads": spans}))  # fmt: skip
     entries = sorted((p for p in cache_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in entries[KEEP:]:
         shutil.rmtree(old, ignore_errors=True)

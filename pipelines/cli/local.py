@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
 def _run_modules() -> None:
     """What `run` needs once the spec is compiled, imported while it compiles beside this process."""
     for name in ("pipelines.local.engine", "pipelines.local.progress", "pipelines.local.view", "pipelines.local.gc",
-                 "pipelines.report.summary", "pipelines.report.html", "pipelines.report.outcomes"):  # fmt: skip
+                 "pipelines.report.summary", "pipelines.report.html", "pipelines.report.outcomes",
+                 "packaging.requirements"):  # fmt: skip  (the last: a job's requirements file, checked)
         importlib.import_module(name)
 
 
