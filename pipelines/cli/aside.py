@@ -16,6 +16,7 @@ nothing of the child's attempt is shown. What a child that succeeded printed is 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import pickle
@@ -58,6 +59,8 @@ class Aside:
                 os.dup2(stdout.fileno(), 1)
                 os.dup2(stderr.fileno(), 2)
                 data = pickle.dumps(work(), pickle.HIGHEST_PROTOCOL)
+                sys.stdout.flush()  # all it printed is in its files before the parent reads them
+                sys.stderr.flush()
                 with os.fdopen(write, "wb") as pipe:
                     pipe.write(data)
                 status = 0
@@ -75,9 +78,12 @@ class Aside:
         try:
             with os.fdopen(self.pipe, "rb") as pipe:
                 data = pipe.read()
-            _, status = os.waitpid(self.pid, 0)
-            if status != 0 or not data:
+            if not data:  # it failed (or was killed) before handing anything back
+                _reap(self.pid)
                 return None
+            # handed back whole: what is left of it is its exit, a few milliseconds of the kernel freeing its
+            # memory, which this process need not wait for (it is reaped when this one exits)
+            atexit.register(_reap, self.pid)
             for captured, stream in ((self.stdout, sys.stdout), (self.stderr, sys.stderr)):
                 captured.seek(0)
                 text = captured.read().decode(errors="replace")
@@ -98,3 +104,8 @@ class Aside:
         for closing in (lambda: os.close(self.pipe), self.stdout.close, self.stderr.close):
             with contextlib.suppress(OSError):
                 closing()
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
