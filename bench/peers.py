@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 KFP_VERSION = "2.17.0"
-ROUNDS = 5
+ROUNDS = 9
 LENGTHS = (3, 10)
 
 CHAIN_SCRIPT = '''
