@@ -55,6 +55,32 @@ def _die_with_parent() -> None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+@functools.lru_cache(maxsize=1)
+def _setpriv() -> str | None:
+    """util-linux's ``setpriv`` where it can set the parent-death signal (2.33 and later), else None."""
+    found = shutil.which("setpriv") if _PRCTL is not None else None
+    if found is None:
+        return None
+    try:
+        usage = subprocess.run([found, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return found if "--pdeathsig" in usage else None
+
+
+def _dying_with_parent(cmd: list[str], path: str | None) -> tuple[list[str], Callable[[], None] | None]:
+    """A job's command, and what runs in its process before it, so that it dies with the engine's thread that
+    started it (kill -9 included): through ``setpriv --pdeathsig KILL``, which sets the signal and then runs the
+    command in the same process, where it exists; else a ``preexec_fn`` that sets it. The second makes
+    `subprocess` fork the whole engine (3 ms a job) where it would vfork, and runs Python in a child forked
+    from a process with threads (the engine's steps), which the `subprocess` documentation warns against."""
+    setpriv = _setpriv()
+    # a program that is not there fails to start here, as without setpriv, not as a job that exited 127
+    if setpriv is not None and shutil.which(cmd[0], path=path) is not None:
+        return [setpriv, "--pdeathsig", "KILL", "--", *cmd], None
+    return cmd, (_die_with_parent if _PRCTL is not None else None)
+
+
 class StepFailed(RunFailure):
     """A step that did not succeed; ``cause`` is what retry policies match (e.g. SageMaker.JOB_INTERNAL_ERROR);
     ``excerpt`` the log lines that explain it (the first traceback), when the job printed one."""
@@ -159,10 +185,11 @@ class Job:
         if self.stopped:  # stopped before it started (another instance of the job failed)
             raise StepFailed("Stopped: the job was stopped early", "Stopped")
         self.log("$ " + " ".join(cmd))
+        launched, preexec = _dying_with_parent(cmd, env.get("PATH"))
         proc = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            launched, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
             start_new_session=True,  # its own process group: Ctrl-C stops it and its children
-            preexec_fn=_die_with_parent,
+            preexec_fn=preexec,
         )  # fmt: skip
         with self.lock:
             self.processes.add(proc)
