@@ -48,13 +48,19 @@ class Aside:
             return None
         sys.stdout.flush()
         sys.stderr.flush()
-        # what the child prints, printed here if it succeeds; closed in `result` or `cancel`
-        stdout, stderr = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115
-        read, write = os.pipe()
-        pid = os.fork()
+        try:
+            # what the child prints, printed here if it succeeds; closed in `result` or `cancel`
+            stdout, stderr = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115
+            read, write = os.pipe()
+            pid = os.fork()
+        except OSError:  # no temporary directory, no process to spare: the caller does the work itself
+            return None
         if pid == 0:  # the child: work, hand back, and leave without running anything of the parent's
             status = 1
             try:
+                # Ctrl-C or a SIGTERM ends it where it stands (the parent handles them), not as an exception
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 os.close(read)
                 os.dup2(stdout.fileno(), 1)
                 os.dup2(stderr.fileno(), 2)
@@ -67,8 +73,9 @@ class Aside:
             except BaseException:  # noqa: BLE001, S110 - the parent does the work again, and raises what this did
                 pass
             finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
+                with contextlib.suppress(BaseException):  # nothing may carry it on into the parent's code
+                    sys.stdout.flush()
+                    sys.stderr.flush()
                 os._exit(status)
         os.close(write)
         return cls(pid, read, stdout, stderr)
