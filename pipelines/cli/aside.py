@@ -1,11 +1,12 @@
 """Work done in a forked child process while this one does the rest of the command's start-up beside it.
 
 A ``local run`` of a spec that the compile cache does not hold must, before its first job can start, import
-the SageMaker SDK and compile (about 0.25 s), parse botocore's SageMaker model for the request checks and
-import the engine (about 0.1 s). Only the checks need the definition. On a machine with two cores or more the
-compile goes beside the rest: a child forked from this process (a copy of it: the loaded spec, the settings,
-the environment) compiles, and hands back what the command uses of the result through a pipe. The checks, the
-compile cache and everything after run here, as after a compile in this process, on the same definition.
+the SageMaker SDK and compile (about 0.25 s), ask the compile cache (15 ms), parse botocore's SageMaker model
+for the request checks and import the engine (about 0.1 s). Only the checks need the definition. On a machine
+with two cores or more the compile goes beside the rest: a child forked from this process (a copy of it: the
+loaded spec, the settings, the environment) compiles, and hands back what the command uses of the result
+through a pipe; a compile-cache hit stops it. The checks, the compile cache and everything after run here, as
+after a compile in this process, on the same definition.
 
 The fork is taken only where it is safe and can help: Linux (``fork`` without ``exec`` is unsafe on macOS),
 one thread in this process (a fork copies no other thread, nor any lock one of them holds), and two CPUs or
@@ -103,11 +104,9 @@ class Aside:
 
     def cancel(self) -> None:
         """Stop the child: this process does not need its work (it failed first, or found it done)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
+        atexit.register(_reap, self.pid)  # gone at once; its exit is the kernel's, not waited for here
         for closing in (lambda: os.close(self.pipe), self.stdout.close, self.stderr.close):
             with contextlib.suppress(OSError):
                 closing()

@@ -133,31 +133,39 @@ def compile_spec(config: str, meanwhile: Callable[[], None] | None = None) -> An
     """The spec compiled, and every request of its definition checked against the SageMaker API's model
     (served from the compile cache while nothing it is made of changed: no SDK import, no compile).
 
-    ``meanwhile``: what the caller needs done before it uses the compile. When the cache does not hold the spec,
-    it is done while the spec compiles in a child process beside this one (`pipelines.cli.aside`)."""
-    from pipelines import compile_cache
+    ``meanwhile``: what the caller needs done before it uses the compile. It is done while the spec compiles in
+    a child process beside this one (`pipelines.cli.aside`), started before the compile cache is asked (its key
+    hashes the package's files and reads two versions: 15 ms); a hit stops the child."""
     from pipelines.settings import Settings
 
     spec = load(config)
     settings = Settings()
-    cached = compile_cache.load(BUILD / ".compile-cache", config, spec, settings)
-    if cached is not None:
-        if meanwhile is not None:
-            meanwhile()
-        return cached
-    from pipelines.cli.aside import Aside
-    from pipelines.compiler import CompiledPipeline, compile_pipeline
-    from pipelines.requests import check_instance_types, check_pipeline, check_requests
+    aside = None
+    if meanwhile is not None:
+        from pipelines.cli.aside import Aside
 
-    aside = Aside.start(functools.partial(_compiled_parts, spec, settings)) if meanwhile is not None else None
+        aside = Aside.start(functools.partial(_compiled_parts, spec, settings))
     try:
-        check_instance_types(config, spec)
+        from pipelines import compile_cache
+        from pipelines.requests import check_instance_types
+
+        cached = compile_cache.load(BUILD / ".compile-cache", config, spec, settings)
+        if cached is not None and aside is not None:
+            aside.cancel()
+            aside = None
+        if cached is None:
+            check_instance_types(config, spec)
         if meanwhile is not None:
             meanwhile()
     except BaseException:
         if aside is not None:
             aside.cancel()
         raise
+    if cached is not None:
+        return cached
+    from pipelines.compiler import CompiledPipeline, compile_pipeline
+    from pipelines.requests import check_pipeline, check_requests
+
     parts = aside.result() if aside is not None else None
     if parts is not None:
         name, definition, code = parts
