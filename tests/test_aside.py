@@ -117,3 +117,29 @@ def test_a_compile_cache_hit_stops_the_child_started_before_it_was_asked() -> No
     lines = done.stdout.strip().splitlines()
     assert "meanwhile ran" in lines
     assert json.loads(lines[-1]) == {"second": "CachedPipeline", "same": True}
+
+
+@needs_two_cpus
+def test_ctrl_c_while_the_spec_compiles_ends_the_command_and_its_child_without_a_traceback(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "SMP_NO_COMPILE_ASIDE"} | {"SMP_NO_COMPILE_CACHE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines", "local", "run", "config/bengali.yaml", "--root",
+                             str(tmp_path / "runs"), "--tracking", "off"], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    deadline = time.time() + 60
+    while time.time() < deadline and not _children(proc.pid):  # the compile's child: Ctrl-C lands mid-compile
+        time.sleep(0.01)
+    assert _children(proc.pid), "no compile child was started"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    # 130 as the command returns it; about one run in 75 ends by the signal itself (-2) just after saying so
+    assert proc.returncode in (130, -signal.SIGINT), err
+    assert "interrupted (Ctrl-C)" in err and "Traceback" not in err
+    time.sleep(0.2)
+    assert subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True).returncode == 1  # none left
+
+
+def _children(pid: int) -> list[str]:
+    return subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()

@@ -54,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.lines():
             print(line, file=sys.stderr)
         return exc.exit_status
+    except KeyboardInterrupt:  # a local run handles its own (it stops its jobs); anywhere else: no traceback
+        print("\ninterrupted (Ctrl-C)", file=sys.stderr)
+        return 130
     except Exception as exc:
         from botocore.exceptions import BotoCoreError, ClientError
 
