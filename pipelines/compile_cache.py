@@ -76,10 +76,16 @@ def enabled() -> bool:
     return os.environ.get("SMP_NO_COMPILE_CACHE", "") not in ("1", "true", "yes")
 
 
-def load(cache_dir: Path, config: str | Path, spec: Any, settings: Any) -> CachedPipeline | None:
-    if not enabled():
+def entry_key(config: str | Path, settings: Any) -> str | None:
+    """The key of the spec's entry, computed once for a `load` and the `save` after it; ``None`` while the
+    cache is off."""
+    return key(config, settings.model_dump_json()) if enabled() else None
+
+
+def load(cache_dir: Path, entry_key: str | None, spec: Any, settings: Any) -> CachedPipeline | None:
+    if entry_key is None:
         return None
-    entry = cache_dir / key(config, settings.model_dump_json())
+    entry = cache_dir / entry_key
     try:
         meta = json.loads((entry / "meta.json").read_text())
         definition = (entry / "definition.json").read_text()
@@ -92,10 +98,10 @@ def load(cache_dir: Path, config: str | Path, spec: Any, settings: Any) -> Cache
     return CachedPipeline(meta["name"], definition, _Code(meta["digest"]), settings, spec, entry, spans)
 
 
-def save(cache_dir: Path, config: str | Path, compiled: Any) -> None:
-    if not enabled():
+def save(cache_dir: Path, entry_key: str | None, compiled: Any) -> None:
+    if entry_key is None:
         return
-    entry = cache_dir / key(config, compiled.settings.model_dump_json())
+    entry = cache_dir / entry_key
     entry.mkdir(parents=True, exist_ok=True)
     spans, offset = {}, 0
     uploads = sorted(compiled.uploads().items())

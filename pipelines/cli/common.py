@@ -149,7 +149,8 @@ def compile_spec(config: str, meanwhile: Callable[[], None] | None = None) -> An
         from pipelines import compile_cache
         from pipelines.requests import check_instance_types
 
-        cached = compile_cache.load(BUILD / ".compile-cache", config, spec, settings)
+        entry = compile_cache.entry_key(config, settings)  # hashes the package's files: once, for load and save
+        cached = compile_cache.load(BUILD / ".compile-cache", entry, spec, settings)
         if cached is not None and aside is not None:
             aside.cancel()
             aside = None
@@ -174,7 +175,7 @@ def compile_spec(config: str, meanwhile: Callable[[], None] | None = None) -> An
         compiled = compile_pipeline(spec, settings)
     check_requests(config, compiled.spec, json.loads(compiled.definition))
     check_pipeline(config, compiled.spec, compiled.name, compiled.definition)
-    compile_cache.save(BUILD / ".compile-cache", config, compiled)
+    compile_cache.save(BUILD / ".compile-cache", entry, compiled)
     return compiled
 
 

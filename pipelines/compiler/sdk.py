@@ -226,7 +226,6 @@ def _use_constant_config() -> None:
         if config is not SDK_CONFIG:
             schema_check(config)
 
-    validate_config._real = schema_check  # type: ignore[attr-defined]
     for module in (config_module, sagemaker.config, sys.modules.get("sagemaker.session"),
                    sys.modules.get("sagemaker.utils")):  # fmt: skip
         if module is None:
