@@ -915,28 +915,27 @@ print(value.value)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
-def test_a_job_dies_with_the_engine_and_is_started_without_python_between_fork_and_exec(tmp_path: Path) -> None:
+def test_a_job_dies_with_the_engine_and_is_started_without_python_between_fork_and_exec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A job's process carries SIGKILL as its parent-death signal, set by ``setpriv`` where it can (no
     ``preexec_fn``: the engine's fork stays a vfork, and runs no Python in a child of a threaded process), by a
     ``preexec_fn`` where it cannot; a program that is not there fails to start, as it always did."""
-    from pipelines.local.runners import base
-
-    for setpriv in (base._setpriv(), None):
-        original = base._setpriv
-        base._setpriv = lambda found=setpriv: found  # type: ignore[assignment,misc]
-        try:
-            launched, preexec = base._dying_with_parent([sys.executable, "-c", PDEATHSIG], os.environ.get("PATH"))
-            if setpriv is not None:
-                assert launched[:4] == [setpriv, "--pdeathsig", "KILL", "--"] and preexec is None
-            else:
-                assert launched[0] == sys.executable and preexec is base._die_with_parent
-            done = subprocess.run(launched, preexec_fn=preexec, capture_output=True, text=True, timeout=60)
-            assert done.stdout.strip() == str(int(signal.SIGKILL)), done.stderr
-            missing, _ = base._dying_with_parent([str(tmp_path / "no-such-program")], os.environ.get("PATH"))
-            assert missing == [str(tmp_path / "no-such-program")]
-        finally:
-            base._setpriv = original  # type: ignore[method-assign]
     import shutil
 
+    from pipelines.local.runners import base
+
+    found = base._setpriv()
     # util-linux 2.33 or later (Debian's, CI's) has --pdeathsig: the engine uses it there
-    assert shutil.which("setpriv") is None or base._setpriv() is not None
+    assert shutil.which("setpriv") is None or found is not None
+    for setpriv in (found, None):
+        monkeypatch.setattr(base, "_setpriv", lambda setpriv=setpriv: setpriv)
+        launched, preexec = base._dying_with_parent([sys.executable, "-c", PDEATHSIG], os.environ.get("PATH"))
+        if setpriv is not None:
+            assert launched[:4] == [setpriv, "--pdeathsig", "KILL", "--"] and preexec is None
+        else:
+            assert launched[0] == sys.executable and preexec is base._die_with_parent
+        done = subprocess.run(launched, preexec_fn=preexec, capture_output=True, text=True, timeout=60)
+        assert done.stdout.strip() == str(int(signal.SIGKILL)), done.stderr
+        missing, _ = base._dying_with_parent([str(tmp_path / "no-such-program")], os.environ.get("PATH"))
+        assert missing == [str(tmp_path / "no-such-program")]
