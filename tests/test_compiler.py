@@ -362,3 +362,57 @@ def test_the_sdks_configuration_is_a_valid_constant_and_a_left_out_module_refuse
         sdk._placeholder("scipy.sparse", "csr_matrix")()
     with pytest.raises(sdk.SdkUnavailable, match=r"tried to call AWS \(s3\.list_buckets\)"):
         sdk.OfflineClient("s3", "eu-west-1").list_buckets()
+
+
+def test_the_shared_service_model_is_botocores_own_and_an_unknown_service_fails_as_botocore_fails() -> None:
+    """`sdk.share_service_models` reads a model without botocore's listing of every service it knows: the model
+    botocore's own method reads (extras applied), parsed once; an unknown service or model type still raises
+    botocore's own error."""
+    import botocore.loaders
+    from botocore.exceptions import DataNotFoundError, UnknownServiceError
+
+    from pipelines.compiler import sdk
+
+    sdk.share_service_models()
+    botocores = botocore.loaders.Loader.load_service_model.__wrapped__  # botocore's, as share_service_models found it
+    for service, kind in (("sagemaker", "service-2"), ("sagemaker", "paginators-1"), ("s3", "service-2")):
+        theirs = botocores(botocore.loaders.create_loader(), service, kind)
+        assert sdk._load_listed(botocore.loaders.create_loader(), service, kind, None) == theirs
+    shared = botocore.loaders.create_loader()
+    model = shared.load_service_model("sagemaker", "service-2")
+    assert model is botocore.loaders.create_loader().load_service_model("sagemaker", "service-2")  # parsed once
+    assert sdk._load_listed(shared, "no-such-service", "service-2", None) is None
+    with pytest.raises(UnknownServiceError):
+        shared.load_service_model("no-such-service", "service-2")
+    with pytest.raises(DataNotFoundError):
+        shared.load_service_model("sagemaker", "no-such-model-1")
+
+
+def test_the_sdks_import_time_sessions_share_one_botocore_session() -> None:
+    """JumpStart's three import-time boto3 sessions (`sdk._one_botocore_session`) make one botocore session, and
+    read the region they read apart: the environment's."""
+    import subprocess
+    import sys
+
+    script = """
+import json, botocore.session
+made = []
+init = botocore.session.Session.__init__
+def counted(self, *args, **kwargs):
+    made.append(1)
+    init(self, *args, **kwargs)
+botocore.session.Session.__init__ = counted
+from pipelines.compiler.context import offline_aws, sdk_environment
+with offline_aws():
+    sdk_environment()
+from sagemaker.jumpstart import constants
+print(json.dumps([len(made), constants.JUMPSTART_DEFAULT_REGION_NAME, constants.NEO_DEFAULT_REGION_NAME,
+                  constants.DEFAULT_JUMPSTART_SAGEMAKER_SESSION.boto_region_name]))
+"""
+    for region, expected in (("eu-central-1", "eu-central-1"), (None, "us-west-2")):
+        env = {k: v for k, v in os.environ.items() if k not in ("AWS_REGION", "AWS_DEFAULT_REGION", "SMP_FULL_SDK")}
+        env |= {"AWS_DEFAULT_REGION": region} if region else {}
+        done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert json.loads(done.stdout.splitlines()[-1]) == [1, expected, expected, expected]

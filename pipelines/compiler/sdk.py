@@ -179,8 +179,9 @@ def load() -> None:
         try:
             sys.modules["sagemaker"] = _lazy_package()
             _use_constant_config()  # before any module takes its own reference to the functions
-            for name in (*FIRST, *NEEDED, *CALLED):
-                importlib.import_module(name)
+            with _one_botocore_session():
+                for name in (*FIRST, *NEEDED, *CALLED):
+                    importlib.import_module(name)
         except BaseException:
             for name in [m for m in sys.modules if m == "sagemaker" or m.startswith("sagemaker.")]:
                 del sys.modules[name]  # a failed lean load leaves nothing half-imported
@@ -190,6 +191,34 @@ def load() -> None:
             for name in [m for m, module in sys.modules.items() if isinstance(module, _PlaceholderModule)]:
                 del sys.modules[name]  # a later import anywhere gets the real module
     _use_constant_config()  # and in the modules imported since, which took references of their own
+
+
+@contextlib.contextmanager
+def _one_botocore_session() -> Iterator[None]:
+    """While the SDK's modules load, the boto3 sessions they make share one botocore session.
+
+    ``sagemaker.jumpstart.constants`` makes three at import: two to read the default region, one inside the
+    default JumpStart ``Session`` (its clients are `OfflineClient`, and no compile uses it). Each botocore
+    session registers botocore's few hundred event handlers: 4 ms apiece. The values the SDK reads from them are
+    the same: the region comes from the environment, and the third session sets the region the first two
+    resolved (or JumpStart's default)."""
+    import botocore.session
+
+    make = botocore.session.get_session
+    made: list[Any] = []
+
+    def get_session(env_vars: Any = None) -> Any:
+        if env_vars is not None:
+            return make(env_vars)
+        if not made:
+            made.append(make())
+        return made[0]
+
+    botocore.session.get_session = get_session
+    try:
+        yield
+    finally:
+        botocore.session.get_session = make
 
 
 def share_service_models() -> None:
@@ -207,11 +236,30 @@ def share_service_models() -> None:
     def load_service_model(self: Any, service_name: str, type_name: str, api_version: str | None = None) -> Any:
         key = (service_name, type_name, api_version, tuple(self.search_paths))
         if key not in parsed:
-            parsed[key] = original(self, service_name, type_name, api_version)
+            known = _load_listed(self, service_name, type_name, api_version)
+            parsed[key] = known if known is not None else original(self, service_name, type_name, api_version)
         return parsed[key]
 
     load_service_model._shared = True  # type: ignore[attr-defined]
+    load_service_model.__wrapped__ = original  # type: ignore[attr-defined]
     loader.load_service_model = load_service_model  # type: ignore[method-assign]
+
+
+def _load_listed(loader: Any, service_name: str, type_name: str, api_version: str | None) -> Any:
+    """botocore's ``Loader.load_service_model`` (botocore/loaders.py) without its first step, which checks that
+    the service is one botocore knows by listing every service it ships (450 directories, 9 ms of a compile):
+    the same latest version, data and extras. ``None`` where that does not find the model (an unknown service
+    or model type, another botocore's internals): the caller then asks botocore's own method, whose error
+    that is."""
+    from botocore.exceptions import DataNotFoundError
+
+    try:
+        version = api_version or loader.determine_latest_version(service_name, type_name)
+        model = loader.load_data(os.path.join(service_name, version, type_name))
+        loader._extras_processor.process(model, loader._find_extras(service_name, type_name, version))
+    except (DataNotFoundError, AttributeError):
+        return None
+    return model
 
 
 def _use_constant_config() -> None:
