@@ -19,9 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPILE = """
 import hashlib, json, sys
 from pipelines.cli.common import compile_spec
-compiled = compile_spec(sys.argv[1], meanwhile=lambda: print("meanwhile ran", flush=True))
+given = {}
+def meanwhile(name, settings, code):
+    print("meanwhile ran", flush=True)
+    given.update(name=name, bucket=settings.bucket, digest=code and code.digest,
+                 archived=code is not None and "tarball" in vars(code))
+compiled = compile_spec(sys.argv[1], meanwhile=meanwhile)
 print(json.dumps({"aside": compiled.pipeline is None, "definition": compiled.definition,
-                  "uploads": {u: hashlib.sha256(d).hexdigest() for u, d in compiled.uploads().items()}}))
+                  "uploads": {u: hashlib.sha256(d).hexdigest() for u, d in compiled.uploads().items()},
+                  "given": given, "compiled": [compiled.name, compiled.settings.bucket, compiled.code.digest]}))
 """
 
 UNIT = """
@@ -51,8 +57,8 @@ print(json.dumps(out))
 HIT = """
 import json, sys
 from pipelines.cli.common import compile_spec
-first = compile_spec(sys.argv[1], meanwhile=lambda: None)
-second = compile_spec(sys.argv[1], meanwhile=lambda: print("meanwhile ran", flush=True))
+first = compile_spec(sys.argv[1], meanwhile=lambda *_: None)
+second = compile_spec(sys.argv[1], meanwhile=lambda _, __, code: print("meanwhile ran", code, flush=True))
 print(json.dumps({"second": type(second).__name__, "same": first.definition == second.definition}))
 """
 
@@ -78,6 +84,11 @@ def test_a_compile_beside_gives_the_definition_and_code_a_compile_here_gives(con
         assert lines[0] == "meanwhile ran"  # the caller's own start-up ran (beside the child, or before compiling)
         runs[mode] = json.loads(lines[-1])
     assert runs["aside"].pop("aside") is True and runs["here"].pop("aside") is False
+    # beside the child, the caller is given the compile's name and bundle, its archive made (`local run` puts the
+    # scripts in place meanwhile); compiling here, no bundle: it is known only once compiled
+    given = runs["aside"].pop("given")
+    assert [given["name"], given["bucket"], given["digest"]] == runs["aside"]["compiled"] and given["archived"]
+    assert runs["here"].pop("given")["digest"] is None
     assert runs["aside"] == runs["here"]
 
 
@@ -115,7 +126,7 @@ def test_a_compile_cache_hit_stops_the_child_started_before_it_was_asked() -> No
     done = _python(HIT, "config/digits.yaml")
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
-    assert "meanwhile ran" in lines
+    assert "meanwhile ran None" in lines  # no bundle: the cached entry holds the uploads
     assert json.loads(lines[-1]) == {"second": "CachedPipeline", "same": True}
 
 

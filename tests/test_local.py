@@ -939,3 +939,19 @@ def test_a_job_dies_with_the_engine_and_is_started_without_python_between_fork_a
         assert done.stdout.strip() == str(int(signal.SIGKILL)), done.stderr
         missing, _ = base._dying_with_parent([str(tmp_path / "no-such-program")], os.environ.get("PATH"))
         assert missing == [str(tmp_path / "no-such-program")]
+
+
+def test_warm_up_answers_what_a_runs_first_job_would_wait_for() -> None:
+    """`local run` asks ahead, beside the compile, what the first job would: whether setpriv can set the
+    parent-death signal, and what a requirements file asks that this environment lacks; the job then finds both
+    answered."""
+    from pipelines.local.runners import base
+
+    base._setpriv.cache_clear()
+    base._unmet.cache_clear()
+    text = "pyarrow>=15\nno-such-distribution-here>=1\n"
+    base.warm_up([text])
+    assert base._setpriv.cache_info().currsize == 1
+    hits = base._unmet.cache_info().hits
+    assert base._unmet(text) == ("no-such-distribution-here>=1 (not installed)",)
+    assert base._unmet.cache_info().hits == hits + 1

@@ -129,13 +129,16 @@ def load(config: str) -> Any:
     return load_spec(config)
 
 
-def compile_spec(config: str, meanwhile: Callable[[], None] | None = None) -> Any:
+def compile_spec(config: str, meanwhile: Callable[[str, Any, Any], None] | None = None) -> Any:
     """The spec compiled, and every request of its definition checked against the SageMaker API's model
     (served from the compile cache while nothing it is made of changed: no SDK import, no compile).
 
-    ``meanwhile``: what the caller needs done before it uses the compile. It is done while the spec compiles in
-    a child process beside this one (`pipelines.cli.aside`), started before the compile cache is asked (its key
-    hashes the package's files and reads two versions: 15 ms); a hit stops the child."""
+    ``meanwhile(name, settings, code)``: what the caller needs done before it uses the compile, given the
+    pipeline's name, the settings and the step scripts' bundle (`CodeBundle`, its archive made), or ``None`` for
+    the bundle where the compile cache holds the spec. It is done while the spec compiles in a child process
+    beside this one (`pipelines.cli.aside`), started before the compile cache is asked (its key hashes the
+    package's files and reads two versions: 15 ms); a hit stops the child. The child packs the same scripts
+    for their digest (the definition's URIs) but makes no archive: this process makes it, beside it."""
     from pipelines.settings import Settings
 
     spec = load(config)
@@ -147,6 +150,7 @@ def compile_spec(config: str, meanwhile: Callable[[], None] | None = None) -> An
         aside = Aside.start(functools.partial(_compiled_parts, spec, settings))
     try:
         from pipelines import compile_cache
+        from pipelines.compiler.code import pack_steps
         from pipelines.requests import check_instance_types
 
         entry = compile_cache.entry_key(config, settings)  # hashes the package's files: once, for load and save
@@ -154,10 +158,12 @@ def compile_spec(config: str, meanwhile: Callable[[], None] | None = None) -> An
         if cached is not None and aside is not None:
             aside.cancel()
             aside = None
+        code = None
         if cached is None:
             check_instance_types(config, spec)
+            code = pack_steps().archived() if aside is not None else None
         if meanwhile is not None:
-            meanwhile()
+            meanwhile(settings.pipeline_name(spec.name), settings, code)
     except BaseException:
         if aside is not None:
             aside.cancel()
@@ -169,7 +175,9 @@ def compile_spec(config: str, meanwhile: Callable[[], None] | None = None) -> An
 
     parts = aside.result() if aside is not None else None
     if parts is not None:
-        name, definition, code = parts
+        name, definition, packed = parts
+        if code is None or code.digest != packed.digest:  # a script changed between the two reads: the child's
+            code = packed
         compiled = CompiledPipeline(name, definition, code, None, settings, spec)
     else:
         compiled = compile_pipeline(spec, settings)

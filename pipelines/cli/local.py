@@ -50,9 +50,16 @@ RUN_OPTIONS = (ROOT, MOUNT, NPROC, PARALLEL, NO_CACHE, TAIL, TRACKING)  # what `
 def run(args: argparse.Namespace) -> int:
     facts: dict[str, Any] = {}
 
-    def meanwhile() -> None:
-        """Beside the compile (`compile_spec`): the engine's modules, and what tracking records of the spec."""
+    def meanwhile(name: str, settings: Any, code: Any) -> None:
+        """Beside the compile (`compile_spec`): the engine's modules; when compiling (``code``), the step scripts in
+        place in the run's store and what their first job would wait for (`warm_up`); what tracking records."""
         _run_modules()
+        if code is not None:
+            from pipelines.local.runners.base import warm_up
+
+            _put_missing(store(args), code.uploads(settings.bucket, name))
+            warm_up(data.decode(errors="replace") for file, data in code.files.items()
+                    if file.startswith("requirements") and file.endswith(".txt"))  # fmt: skip
         if tracking_mode(args) != "off":
             facts.update({"smp.spec_sha256": spec_digest(Path(args.config).read_text()), "smp.spec": str(args.config),
                           "smp.git_commit": git_commit(Path(args.config).resolve().parent)})  # fmt: skip
@@ -65,14 +72,19 @@ def run(args: argparse.Namespace) -> int:
     definition = json.loads(compiled.definition)
     values = overrides(compiled, definition, args.params)
     objects = store(args)
-    for uri, data in compiled.uploads().items():
-        if not objects.path(uri).exists():
-            objects.put_bytes(uri, data)
+    _put_missing(objects, compiled.uploads())
     until = [name for item in args.until for name in item.split(",") if name] or None
     options = LocalOptions(nproc=args.nproc, max_parallel=args.parallel, use_cache=not args.no_cache, until=until)
     settings = {"experiment": compiled.spec.experiment, **facts}
     return _run_live(args, lambda on_change: Execution(
         run_root(args), definition, values, objects, options, on_change, compiled.name), settings)  # fmt: skip
+
+
+def _put_missing(objects: Any, uploads: dict[str, bytes]) -> None:
+    """What `pipeline-upsert` uploads, put in the run's store where it is not yet (its keys are content hashes)."""
+    for uri, data in uploads.items():
+        if not objects.path(uri).exists():
+            objects.put_bytes(uri, data)
 
 
 def _run_modules() -> None:

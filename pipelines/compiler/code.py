@@ -6,11 +6,12 @@ cache can hit; a changed script gives a new key, so a stale cache never serves o
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
 import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines import layout
@@ -20,7 +21,25 @@ from pipelines import layout
 class CodeBundle:
     files: dict[str, bytes]  # name -> content, sorted
     digest: str
-    tarball: bytes = field(repr=False)
+
+    @functools.cached_property
+    def tarball(self) -> bytes:
+        """The scripts as ``sourcedir.tar.gz``, made when first asked for: a compile needs only the digest (its
+        URIs), and `local run` makes the archive beside the compile (`pipelines.cli.common.compile_spec`)."""
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name, data in self.files.items():
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = len(data), 0o644, 0
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                tar.addfile(info, io.BytesIO(data))
+        return gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)  # 9 takes twice as long for 0.3% less
+
+    def archived(self) -> CodeBundle:
+        """This bundle, its archive made now rather than when first uploaded."""
+        self.tarball  # noqa: B018 - a cached property: made here, once
+        return self
 
     def prefix(self, bucket: str, pipeline: str) -> str:
         return f"s3://{bucket}/{pipeline}/code/{self.digest}"
@@ -45,13 +64,4 @@ def pack_steps(directory: Path | None = None) -> CodeBundle:
     digest = hashlib.sha256()
     for name, data in files.items():
         digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            tar.addfile(info, io.BytesIO(data))
-    compressed = gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)  # 9 takes twice as long for 0.3% less
-    return CodeBundle(files, digest.hexdigest()[:16], compressed)
+    return CodeBundle(files, digest.hexdigest()[:16])

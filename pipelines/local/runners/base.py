@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -350,6 +350,15 @@ def _unmet(text: str) -> tuple[str, ...]:
         if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
             missing.append(f"{line} (installed: {installed})")
     return tuple(missing)
+
+
+def warm_up(requirements: Iterable[str]) -> None:
+    """What a run's first job would otherwise wait for, answered ahead (`local run` does it beside the compile;
+    both answers are kept per process): whether ``setpriv`` can set the parent-death signal (it runs
+    ``setpriv --help``), and what of each requirements file's text this environment does not meet."""
+    _setpriv()
+    for text in requirements:
+        _unmet(text)
 
 
 class Runner:
