@@ -105,17 +105,22 @@ def test_a_child_hands_back_its_result_or_nothing_and_a_cancelled_one_is_gone() 
     assert out["cancel_s"] < 1 and out["killed"] is True  # stopped at once (reaped at exit, or here)
 
 
-def test_a_spec_error_in_a_local_run_is_said_once_with_exit_2(tmp_path: Path) -> None:
-    """The instance check fails here while the child compiles: the child is stopped, the error said once."""
+@pytest.mark.parametrize(("old", "new", "said"), [
+    ("ml.m5.xlarge", "ml.m5.huge", "ml.m5.huge"),  # the instance check, before the SDK compiles
+    ("    endpoint_name: digits-quickstart\n", f"    endpoint_name: e{'x' * 53}\n", "over the limit of 63"),
+], ids=["instance-type", "request"])  # fmt: skip
+def test_a_spec_error_in_a_local_run_is_said_once_with_exit_2(tmp_path: Path, old: str, new: str, said: str) -> None:
+    """The checks fail in the child that compiles: it hands back nothing, and the command says the error once
+    (it does the work again itself, and raises what it raises)."""
     spec = tmp_path / "bad.yaml"
     text = (ROOT / "config" / "digits.yaml").read_text()
-    assert "ml.m5.xlarge" in text
-    spec.write_text(text.replace("ml.m5.xlarge", "ml.m5.huge", 1))
+    assert old in text
+    spec.write_text(text.replace(old, new, 1))
     done = subprocess.run([sys.executable, "-m", "pipelines", "local", "run", str(spec), "--root",
                            str(tmp_path / "runs"), "--tracking", "off"], cwd=ROOT, capture_output=True, text=True,
                           env=os.environ | {"SMP_NO_COMPILE_CACHE": "1"}, timeout=300)  # fmt: skip
     assert done.returncode == 2, done.stderr[-3000:]
-    assert done.stderr.count("ml.m5.huge") == 1, done.stderr
+    assert done.stderr.count(said) == 1, done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -135,10 +135,13 @@ def compile_spec(config: str, meanwhile: Callable[[str, Any, Any], None] | None 
 
     ``meanwhile(name, settings, code)``: what the caller needs done before it uses the compile, given the
     pipeline's name, the settings and the step scripts' bundle (`CodeBundle`, its archive made), or ``None`` for
-    the bundle where the compile cache holds the spec. It is done while the spec compiles in a child process
-    beside this one (`pipelines.cli.aside`), started before the compile cache is asked (its key hashes the
-    package's files and reads two versions: 15 ms); a hit stops the child. The child packs the same scripts
-    for their digest (the definition's URIs) but makes no archive: this process makes it, beside it."""
+    the bundle where the compile cache holds the spec. It is done while the spec compiles, and is checked, in a
+    child process beside this one (`pipelines.cli.aside`), started before the compile cache is asked (its key
+    hashes the package's files and reads two versions: 15 ms); a hit stops the child. The child packs the same
+    scripts for their digest (the definition's URIs) but makes no archive: this process makes it, beside it.
+    The checks go with the compile: the SDK reads the API's model too (a 2.6 MB file), so the child has it
+    parsed, and this process need not parse it again. A child that fails hands back nothing: this process then
+    does it all again (`_checked`), and raises what it raises."""
     from pipelines.settings import Settings
 
     spec = load(config)
@@ -147,21 +150,17 @@ def compile_spec(config: str, meanwhile: Callable[[str, Any, Any], None] | None 
     if meanwhile is not None:
         from pipelines.cli.aside import Aside
 
-        aside = Aside.start(functools.partial(_compiled_parts, spec, settings))
+        aside = Aside.start(functools.partial(_compiled_parts, config, spec, settings))
     try:
         from pipelines import compile_cache
         from pipelines.compiler.code import pack_steps
-        from pipelines.requests import check_instance_types
 
         entry = compile_cache.entry_key(config, settings)  # hashes the package's files: once, for load and save
         cached = compile_cache.load(BUILD / ".compile-cache", entry, spec, settings)
         if cached is not None and aside is not None:
             aside.cancel()
             aside = None
-        code = None
-        if cached is None:
-            check_instance_types(config, spec)
-            code = pack_steps().archived() if aside is not None else None
+        code = pack_steps().archived() if cached is None and aside is not None else None
         if meanwhile is not None:
             meanwhile(settings.pipeline_name(spec.name), settings, code)
     except BaseException:
@@ -170,8 +169,7 @@ def compile_spec(config: str, meanwhile: Callable[[str, Any, Any], None] | None 
         raise
     if cached is not None:
         return cached
-    from pipelines.compiler import CompiledPipeline, compile_pipeline
-    from pipelines.requests import check_pipeline, check_requests
+    from pipelines.compiler import CompiledPipeline
 
     parts = aside.result() if aside is not None else None
     if parts is not None:
@@ -180,19 +178,28 @@ def compile_spec(config: str, meanwhile: Callable[[str, Any, Any], None] | None 
             code = packed
         compiled = CompiledPipeline(name, definition, code, None, settings, spec)
     else:
-        compiled = compile_pipeline(spec, settings)
-    check_requests(config, compiled.spec, json.loads(compiled.definition))
-    check_pipeline(config, compiled.spec, compiled.name, compiled.definition)
+        compiled = _checked(config, spec, settings)
     compile_cache.save(BUILD / ".compile-cache", entry, compiled)
     return compiled
 
 
-def _compiled_parts(spec: Any, settings: Any) -> tuple[str, str, Any]:
-    """In the compile's child process: what the CLI uses of a compile (a `CompiledPipeline` less the SDK's
-    ``Pipeline``, which nothing after a compile uses and which does not pickle)."""
+def _checked(config: str, spec: Any, settings: Any) -> Any:
+    """The compile with every check of it against the API's model: the instance types first (a type the API
+    does not know would fail inside the SDK, less clearly), then the definition's requests and the pipeline's."""
     from pipelines.compiler import compile_pipeline
+    from pipelines.requests import check_instance_types, check_pipeline, check_requests
 
+    check_instance_types(config, spec)
     compiled = compile_pipeline(spec, settings)
+    check_requests(config, compiled.spec, json.loads(compiled.definition))
+    check_pipeline(config, compiled.spec, compiled.name, compiled.definition)
+    return compiled
+
+
+def _compiled_parts(config: str, spec: Any, settings: Any) -> tuple[str, str, Any]:
+    """In the compile's child process: what the CLI uses of a checked compile (a `CompiledPipeline` less the
+    SDK's ``Pipeline``, which nothing after a compile uses and which does not pickle)."""
+    compiled = _checked(config, spec, settings)
     return compiled.name, compiled.definition, compiled.code
 
 

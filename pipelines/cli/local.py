@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     def meanwhile(name: str, settings: Any, code: Any) -> None:
         """Beside the compile (`compile_spec`): the engine's modules; when compiling (``code``), the step scripts in
-        place in the run's store and what their first job would wait for (`warm_up`); what tracking records."""
+        place in the run's store and what their first job would wait for (`warm_up`); the API's model when
+        overrides will be checked against it; what tracking records."""
         _run_modules()
         if code is not None:
             from pipelines.local.runners.base import warm_up
@@ -60,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
             _put_missing(store(args), code.uploads(settings.bucket, name))
             warm_up(data.decode(errors="replace") for file, data in code.files.items()
                     if file.startswith("requirements") and file.endswith(".txt"))  # fmt: skip
+        if args.params:  # overrides are checked against the API's model (`overrides`): parsed here meanwhile
+            from pipelines.requests.model import service_model
+
+            service_model()
         if tracking_mode(args) != "off":
             facts.update({"smp.spec_sha256": spec_digest(Path(args.config).read_text()), "smp.spec": str(args.config),
                           "smp.git_commit": git_commit(Path(args.config).resolve().parent)})  # fmt: skip
