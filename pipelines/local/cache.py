@@ -8,8 +8,10 @@ input data changed under the same URIs is still a hit (as on SageMaker), and say
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -102,6 +104,12 @@ class StepCache:
         pending = sorted((execution / PENDING).glob("*.json"))
         self.directory.mkdir(parents=True, exist_ok=True)
         for path in pending:
-            write_atomic(self.directory / path.name, path.read_text())
-            path.unlink()
+            try:  # moved whole into place: a reader sees the old entry or this one (no copy, no new file)
+                os.replace(path, self.directory / path.name)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                # another file system (the cache directory mounted apart): copied whole instead
+                write_atomic(self.directory / path.name, path.read_text())
+                path.unlink()
         return len(pending)

@@ -70,7 +70,6 @@ class AutoMLRunner(Runner):
             raise StepFailed(f"ClientError: the local AutoML job runs on AutoGluon, which is not installed: {INSTALL}",
                              "ClientError")  # fmt: skip
         started = datetime.now(UTC)
-        job.fresh_sandbox()
         channels = args.get("InputDataConfig", [])
         training = [c for c in channels if c.get("ChannelType", "training") == "training"]
         if len(training) != 1 or len(channels) != 1:

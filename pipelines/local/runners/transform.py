@@ -36,7 +36,6 @@ class TransformRunner(Runner):
         from pipelines.local.serving import EndpointError, unpack_model  # the server's modules: when transforming
 
         started = datetime.now(UTC)
-        job.fresh_sandbox()
         model = read_record(job, "models", args["ModelName"], "model")
         container = model["PrimaryContainer"]
         try:
