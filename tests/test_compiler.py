@@ -388,6 +388,23 @@ def test_the_shared_service_model_is_botocores_own_and_an_unknown_service_fails_
         shared.load_service_model("sagemaker", "no-such-model-1")
 
 
+def test_botocores_data_files_parse_to_the_same_values_in_the_same_order_as_botocore_parses_them() -> None:
+    """The lean load's plain-dict JSON loader (`sdk._plain_json_files`): botocore's files as botocore reads them."""
+    import os
+
+    import botocore
+    import botocore.loaders
+
+    from pipelines.compiler import sdk
+
+    data = os.path.join(os.path.dirname(botocore.__file__), "data")
+    plain, theirs = sdk._plain_json_files()(), botocore.loaders.JSONFileLoader()
+    for name in ("endpoints", "sagemaker/2017-07-24/service-2", "sagemaker/2017-07-24/paginators-1", "no-such-file"):
+        path = os.path.join(data, name)
+        assert json.dumps(plain.load_file(path)) == json.dumps(theirs.load_file(path))
+    assert plain.load_file(os.path.join(data, "sagemaker/2017-07-24/service-2")) is not None
+
+
 def test_the_sdks_import_time_sessions_share_one_botocore_session() -> None:
     """JumpStart's three import-time boto3 sessions (`sdk._one_botocore_session`) make one botocore session, and
     read the region they read apart: the environment's."""
