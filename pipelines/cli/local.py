@@ -49,6 +49,7 @@ RUN_OPTIONS = (ROOT, MOUNT, NPROC, PARALLEL, NO_CACHE, TAIL, TRACKING)  # what `
 @group.command("run", "compile a spec and run its definition locally", CONFIG, PARAMS, *RUN_OPTIONS, UNTIL)
 def run(args: argparse.Namespace) -> int:
     facts: dict[str, Any] = {}
+    put: set[str] = set()  # the uploads already in the run's store (put beside the compile)
 
     def meanwhile(name: str, settings: Any, code: Any) -> None:
         """Beside the compile (`compile_spec`): the engine's modules; when compiling (``code``), the step scripts in
@@ -58,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
         if code is not None:
             from pipelines.local.runners.base import warm_up
 
-            _put_missing(store(args), code.uploads(settings.bucket, name))
+            uploads = code.uploads(settings.bucket, name)
+            _put_missing(store(args), uploads)
+            put.update(uploads)
             warm_up(data.decode(errors="replace") for file, data in code.files.items()
                     if file.startswith("requirements") and file.endswith(".txt"))  # fmt: skip
         if args.params:  # overrides are checked against the API's model (`overrides`): parsed here meanwhile
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     definition = json.loads(compiled.definition)
     values = overrides(compiled, definition, args.params)
     objects = store(args)
-    _put_missing(objects, compiled.uploads())
+    _put_missing(objects, {uri: data for uri, data in compiled.uploads().items() if uri not in put})
     until = [name for item in args.until for name in item.split(",") if name] or None
     options = LocalOptions(nproc=args.nproc, max_parallel=args.parallel, use_cache=not args.no_cache, until=until)
     settings = {"experiment": compiled.spec.experiment, **facts}
