@@ -17,10 +17,15 @@ in the background by default would load the machine under the runs measured afte
 
 The project's spec needs its script under ``steps/``: the benchmark runs on a copy of the repository
 (``bench/out/peers-repo``) with ``steps/chain.py`` added, as a contributor's checkout would hold it.
+
+``PEERS_BASELINE=REV`` also runs this commit's first runs paired with those of an earlier commit (its code from
+``git archive REV``): this machine's speed moves between minutes, and moves the two tools differently (ours
+compiles in a second process), so a change of ours is best read against our own earlier code, in one run.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import subprocess
@@ -33,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 KFP_VERSION = "2.17.0"
 ROUNDS = 9
+BASELINE_PAIRS = 20
 LENGTHS = (3, 10)
 
 CHAIN_SCRIPT = '''
@@ -93,13 +99,19 @@ def chain_spec(n: int) -> str:
     return f"name: chain-{n}\ndescription: A chain of {n} tiny steps.\n\nsteps:\n" + "".join(steps)
 
 
-def repository(destination: Path) -> Path:
+def repository(destination: Path, revision: str | None = None) -> Path:
     """A copy of the repository's code with the chain's script added (its compile inputs: package, steps,
-    containers)."""
+    containers): the working tree's, or a git revision's."""
     shutil.rmtree(destination, ignore_errors=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for part in ("pipelines", "steps", "containers"):
-        shutil.copytree(ROOT / part, destination / part, ignore=ignore)
+    if revision is None:
+        for part in ("pipelines", "steps", "containers"):
+            shutil.copytree(ROOT / part, destination / part, ignore=ignore)
+    else:
+        destination.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "pipelines", "steps", "containers"],
+                                 check=True, capture_output=True).stdout  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", str(destination)], input=archive, check=True)
     (destination / "steps" / "chain.py").write_text(CHAIN_SCRIPT.lstrip())
     for n in LENGTHS:
         (destination / f"chain-{n}.yaml").write_text(chain_spec(n))
@@ -135,6 +147,31 @@ def _kfp(python: Path, script: Path, n: int, root: Path, measured: Callable) -> 
     return wall, rss
 
 
+def bench_baseline(repo: Path, revision: str, measured: Callable) -> list[str]:
+    """This commit's first runs against an earlier commit's (``PEERS_BASELINE=REV``), paired (A B A B, the
+    order swapped every pair), `BASELINE_PAIRS` pairs per chain: the per-pair ratio's median and quartiles."""
+    base = repository(OUT / "peers-baseline", revision)
+    rows = []
+    for n in LENGTHS:
+        ratios, walls = [], {"this": [], "base": []}
+        for r in range(BASELINE_PAIRS):
+            pair = {}
+            for label, tree in (("this", repo), ("base", base)) if r % 2 == 0 else (("base", base), ("this", repo)):
+                shutil.rmtree(tree / "build", ignore_errors=True)
+                root = OUT / f"peers-{label}-{n}-{r}"
+                shutil.rmtree(root, ignore_errors=True)
+                pair[label] = _ours(tree, n, root, measured)[0]
+                walls[label].append(pair[label])
+            ratios.append(pair["this"] / pair["base"])
+        q1, _, q3 = statistics.quantiles(ratios, n=4)
+        rows.append(f"| {n}-step chain, first run | {statistics.median(walls['this']):.2f} | "
+                    f"{statistics.median(walls['base']):.2f} | {statistics.median(ratios):.3f} ({q1:.3f}-{q3:.3f}) |")
+    shutil.rmtree(base, ignore_errors=True)
+    return ["", f"This commit against `{revision}` (`PEERS_BASELINE={revision}`), first runs paired, {BASELINE_PAIRS} "
+            "pairs per row; the ratio is the median of the per-pair ratios (quartiles in brackets):", "",
+            "| run | this commit (s) | baseline (s) | this / baseline |", "|---|---:|---:|---:|", *rows]  # fmt: skip
+
+
 def bench_peers(args: object, measured: Callable) -> str:
     repo = repository(OUT / "peers-repo")
     python = kfp_python()
@@ -153,9 +190,11 @@ def bench_peers(args: object, measured: Callable) -> str:
             # reruns: ours on the same root (all cache hits); KFP again (no local cache)
             results.setdefault(("ours", n, "rerun"), []).append(_ours(repo, n, ours_root, measured))
             results.setdefault(("kfp", n, "rerun"), []).append(_kfp(python, script, n, kfp_root, measured))
+    baseline = os.environ.get("PEERS_BASELINE")
+    extra = bench_baseline(repo, baseline, measured) if baseline else []
     for root in OUT.glob("peers-*-*-*"):
         shutil.rmtree(root, ignore_errors=True)
-    return _table(results)
+    return "\n".join([_table(results), *extra])
 
 
 def _table(results: dict[tuple[str, int, str], list[tuple[float, float]]]) -> str:
