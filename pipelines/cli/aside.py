@@ -1,12 +1,12 @@
 """Work done in a forked child process while this one does the rest of the command's start-up beside it.
 
 A ``local run`` of a spec that the compile cache does not hold must, before its first job can start, import
-the SageMaker SDK and compile (about 0.25 s), ask the compile cache (15 ms), parse botocore's SageMaker model
-for the request checks and import the engine (about 0.1 s). Only the checks need the definition. On a machine
-with two cores or more the compile goes beside the rest: a child forked from this process (a copy of it: the
-loaded spec, the settings, the environment) compiles, and hands back what the command uses of the result
-through a pipe; a compile-cache hit stops it. The checks, the compile cache and everything after run here, as
-after a compile in this process, on the same definition.
+the SageMaker SDK, compile and check the definition against botocore's SageMaker model (about 0.25 s), ask
+the compile cache (15 ms), import the engine and put the step scripts in the run's store (about 0.1 s). On a
+machine with two cores or more the compile and its checks go beside the rest: a child forked from this process
+(a copy of it: the loaded spec, the settings, the environment) does them, and hands back what the command
+uses of the result through a pipe; a compile-cache hit stops it. The compile cache and everything after run
+here, as after a compile in this process, on the same definition.
 
 The fork is taken only where it is safe and can help: Linux (``fork`` without ``exec`` is unsafe on macOS),
 one thread in this process (a fork copies no other thread, nor any lock one of them holds), and two CPUs or
