@@ -135,13 +135,13 @@ def compile_spec(config: str, meanwhile: Callable[[str, Any, Any], None] | None 
 
     ``meanwhile(name, settings, code)``: what the caller needs done before it uses the compile, given the
     pipeline's name, the settings and the step scripts' bundle (`CodeBundle`, its archive made), or ``None`` for
-    the bundle where the compile cache holds the spec. It is done while the spec compiles, and is checked, in a
-    child process beside this one (`pipelines.cli.aside`), started before the compile cache is asked (its key
-    hashes the package's files and reads two versions: 15 ms); a hit stops the child. The child packs the same
-    scripts for their digest (the definition's URIs) but makes no archive: this process makes it, beside it.
-    The checks go with the compile: the SDK reads the API's model too (a 2.6 MB file), so the child has it
-    parsed, and this process need not parse it again. A child that fails hands back nothing: this process then
-    does it all again (`_checked`), and raises what it raises."""
+    the bundle where the compile cache holds the spec. It is done while a child process beside this one
+    (`pipelines.cli.aside`) compiles the spec and checks its definition; the child starts before the compile
+    cache is asked (its key hashes the package's files and reads two versions: 15 ms), and a hit stops it. The
+    child packs the same scripts for their digest (the definition's URIs) but makes no archive: this process
+    makes it, beside it. The checks go with the compile: the SDK reads the API's model too (a 2.6 MB file), so
+    the child has it parsed, and this process need not parse it again. A child that fails hands back nothing:
+    this process then does it all again (`_checked`), and raises what it raises."""
     from pipelines.settings import Settings
 
     spec = load(config)
