@@ -233,15 +233,18 @@ class Job:
         return text
 
     def instances(self, count: int) -> list[Job]:
-        """The instances of a job of ``count``: itself when one; else each with its own sandbox under
-        ``algo-<k>/``, its log lines prefixed with its host name, the same store, processes and stop signal."""
+        """The instances of a job of ``count``: itself when one (its sandbox the engine made fresh for the
+        attempt); else each with its own fresh sandbox under ``algo-<k>/``, its log lines prefixed with its host
+        name, the same store, processes and stop signal."""
         return [self] if count == 1 else [self._instance(host) for host in host_names(count)]
 
     def _instance(self, host: str) -> Job:
-        return dataclasses.replace(
+        instance = dataclasses.replace(
             self, directory=self.directory / host, log=lambda line: self.log(f"[{host}] {line}"), staged={},
             _current=None, stopped=False,
         )  # fmt: skip
+        instance.fresh_sandbox()
+        return instance
 
     def stage(self, uri: str, local_path: str, share: tuple[int, int] | None = None) -> Path:
         target = Path(self.relocate(local_path))

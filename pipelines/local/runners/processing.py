@@ -61,8 +61,6 @@ def _prepare(
     """Instance ``k``'s container: its inputs (its share of each ``ShardedByS3Key`` one), output directories,
     ``/opt/ml/config`` files, command and environment."""
     count = len(hosts)
-    if instance is not job:  # the job's own sandbox the engine made fresh for this attempt
-        instance.fresh_sandbox()
     for item in args.get("ProcessingInputs", []):
         s3 = item["S3Input"]
         sharded = s3.get("S3DataDistributionType") == "ShardedByS3Key" and count > 1

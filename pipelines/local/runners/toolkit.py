@@ -158,8 +158,6 @@ class Toolkit:
 
     def prepare(self, k: int, node: Job) -> Node:
         """Node ``k``'s container: its /opt/ml, code, channels, config files, checkpoints, environment, command."""
-        if node is not self.job:
-            node.fresh_sandbox()
         opt = node.sandbox / "opt" / "ml"
         code = self._unpack_code(node, opt / "code")
         env = self._platform_environment()
