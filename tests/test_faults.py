@@ -30,7 +30,7 @@ from pipelines.local.records import ENGINE_DIED, list_executions
 from pipelines.local.store import ObjectStore
 from tests.conftest import run_step, training_env
 from tests.tools.datasets import write_digits
-from tests.tools.engine import SELF_KILL, engine_with, processing_step
+from tests.tools.engine import SELF_KILL, engine_with, group_members, processing_step
 from tests.tools.quickstart import quickstart_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -344,11 +344,7 @@ def _stalled_quickstart(case: Case) -> tuple[subprocess.Popen[str], Path]:
 
 
 def _gone(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+    return not group_members(pgid)
 
 
 @fault("killed-engine", "the next command marks it Failed ('engine stopped unexpectedly'); no job of it left running")
@@ -378,7 +374,7 @@ def _sigterm(case: Case) -> None:
     assert "Stopped (SIGTERM)" in err and "Traceback" not in err
     record = list_executions(root)[0]
     assert record["status"] == "Stopped" and record["steps"]["preprocess"]["status"] == "Succeeded"
-    assert all(_gone(p) for p in jobs)
+    assert all(_gone(p) for p in jobs), {p: group_members(p) for p in jobs}
 
 
 @fault("record-truncated-by-a-crash", "list skips it; describe exits 2 naming the file; other records unharmed")

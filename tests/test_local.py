@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from pipelines.local.expressions import ExpressionError, Resolver
 from pipelines.local.store import ObjectStore
 from tests.tools.datasets import write_digits
 from tests.tools.endpoints import message as message_of
-from tests.tools.engine import AGENT_KILL, SELF_KILL, engine_with, processing_step
+from tests.tools.engine import AGENT_KILL, SELF_KILL, engine_with, group_members, processing_step, runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -434,6 +435,51 @@ def test_ctrl_c_stops_the_running_jobs_and_marks_the_execution_stopped(tmp_path:
     assert record["status"] == "Stopped" and record["steps"]["sleepy"]["status"] == "Stopped"
     with pytest.raises(ProcessLookupError):
         os.kill(job_pid, 0)
+
+
+# a job's main process that starts a helper (its output the job's) and exits without waiting for it
+LEAVES_A_HELPER = """
+    import pathlib, subprocess, sys
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    pathlib.Path(sys.argv[1]).write_text(str(helper.pid))
+    print("main process done")
+"""
+
+
+def test_a_job_ends_with_its_main_process_and_so_do_the_processes_it_left(tmp_path: Path) -> None:
+    # on SageMaker the entry point is the container's first process: when it exits, the kernel kills the rest
+    step = processing_step("leaves", "leaves.py", str(tmp_path / "helper"))
+    execution = engine_with(tmp_path, {"leaves.py": LEAVES_A_HELPER}, [step])
+    started = time.monotonic()
+    assert execution.run() == "Succeeded"
+    assert time.monotonic() - started < 60, "the step waited for the helper (it sleeps 120 s)"
+    assert not runs(int((tmp_path / "helper").read_text()))
+    assert "main process done" in (execution.step_dir("leaves") / "log.txt").read_text()
+
+
+def test_a_stop_returns_once_no_process_of_a_job_runs_even_one_its_main_process_left(tmp_path: Path) -> None:
+    # the main process dies of SIGTERM at once; its helper ignores SIGTERM and holds the job's output open
+    body = """
+        import pathlib, subprocess, sys, time
+        helper = subprocess.Popen([sys.executable, "-c", "import pathlib, signal, sys, time; "
+                                   "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                                   "pathlib.Path(sys.argv[1]).write_text('ready'); time.sleep(120)", sys.argv[2]])
+        pathlib.Path(sys.argv[1]).write_text(str(helper.pid))
+        time.sleep(120)
+    """
+    pid_file, ready = tmp_path / "helper", tmp_path / "ready"
+    execution = engine_with(tmp_path, {"stubborn.py": body}, [processing_step("stubborn", "stubborn.py",
+                            str(pid_file), str(ready))])  # fmt: skip
+    runner = threading.Thread(target=execution.run)
+    runner.start()
+    deadline = time.time() + 60
+    while not (ready.exists() and pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.05)
+    [job] = list(execution.processes)
+    execution.stop(grace=0.5)
+    assert not runs(int(pid_file.read_text())) and group_members(job.pid) == [] and job.returncode is not None
+    runner.join(timeout=30)
+    assert not runner.is_alive() and execution.status == "Stopped"
 
 
 def test_execution_job_name_variables_name_the_steps_own_job(tmp_path: Path) -> None:

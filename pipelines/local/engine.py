@@ -28,6 +28,7 @@ from pipelines.definition import references
 from pipelines.errors import UserError
 from pipelines.local.cache import StepCache, cache_key
 from pipelines.local.expressions import ExpressionError, Resolver
+from pipelines.local.groups import stop_groups
 from pipelines.local.records import this_engine, write_record
 from pipelines.local.runners import RUNNERS, Job, StepFailed
 from pipelines.local.store import ObjectStore
@@ -178,7 +179,6 @@ class Interrupts:
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
-
 
 
 @dataclass
@@ -406,22 +406,16 @@ class Execution:
             self._save()
 
     def stop(self, grace: float | None = None) -> None:
-        """Stop every running job, bounded: each job's process group gets SIGTERM, and whatever still runs
-        ``grace`` seconds later (a job that ignores SIGTERM, or one that started meanwhile) gets SIGKILL."""
+        """Stop every running job, bounded: each job's process group gets SIGTERM, and whatever of it still runs
+        ``grace`` seconds later (a job that ignores SIGTERM, or one that started meanwhile) gets SIGKILL. Returns
+        once no process of any job runs (`pipelines.local.groups.stop_groups`)."""
         self.stopping.set()
         deadline = time.time() + (STOP_GRACE if grace is None else grace)
-        with self.lock:
-            procs = list(self.processes)
-        for proc in procs:
-            _signal_group(proc, signal.SIGTERM)
-        for proc in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(0.1, deadline - time.time()))
+        stop_groups(self._running(), deadline, self._running)
+
+    def _running(self) -> list[subprocess.Popen[str]]:
         with self.lock:  # a job started after the first look was sent SIGTERM as it registered (`Job.run`)
-            procs = list(dict.fromkeys([*procs, *self.processes]))
-        for proc in procs:
-            if proc.poll() is None:
-                _signal_group(proc, signal.SIGKILL)
+            return list(self.processes)
 
     # ----------------------------------------------------------------- one step
 
@@ -557,8 +551,3 @@ class Execution:
                     return None
                 return float(policy.get("IntervalSeconds", 1)) * float(policy.get("BackoffRate", 2.0)) ** retries_done
         return None
-
-
-def _signal_group(proc: subprocess.Popen[str], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)

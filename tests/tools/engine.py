@@ -45,6 +45,29 @@ def processing_step(name: str, script: str, *args: str, outputs: tuple[str, ...]
     }  # fmt: skip
 
 
+def group_members(pgid: int) -> list[str]:
+    """``pid state command`` of each process of a process group that has not exited. A zombie has: an orphan's
+    waits for init to reap it, which on some machines takes seconds."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, tail = stat.read_text().rsplit(")", 1)
+        except (OSError, ValueError):
+            continue  # it ended while listed
+        state, _, group = tail.split()[:3]
+        if int(group) == pgid and state not in ("Z", "X"):
+            members.append(f"{stat.parent.name} {state} {head.split('(', 1)[1]}")
+    return members
+
+
+def runs(pid: int) -> bool:
+    """Whether the process has not exited (a zombie has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
 def engine_with(tmp_path: Path, scripts: dict[str, str], steps: list[dict], **options: object) -> Execution:
     store = ObjectStore(tmp_path / "s3")
     for name, body in scripts.items():

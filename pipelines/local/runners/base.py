@@ -9,12 +9,10 @@ Type's `pipelines.report.outcomes.Outcome.published`. The engine only dispatches
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import dataclasses
 import functools
 import json
-import os
 import re
 import shutil
 import signal
@@ -30,6 +28,7 @@ from pipelines.errors import RunFailure
 from pipelines.local.arns import arn
 from pipelines.local.environment import contained
 from pipelines.local.expressions import Resolver
+from pipelines.local.groups import end_with_leader, signal_group
 from pipelines.local.store import ObjectStore, StoreError
 
 OPT_ML = "/opt/ml/"
@@ -150,8 +149,7 @@ class Job:
         self.stopped = True
         proc = self._current
         if proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM)
+            signal_group(proc.pid, signal.SIGTERM)
 
     @property
     def sandbox(self) -> Path:
@@ -196,11 +194,13 @@ class Job:
             # a stop that came between the start and the registration did not see this process: stop it now
             late = self.stopping.is_set()
         if late:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM)
+            signal_group(proc.pid, signal.SIGTERM)
+        # the job ends with its main process, and so does every process it left (`pipelines.local.groups`)
+        container = end_with_leader(proc)
         self.on_spawn()
         self._current = proc
         cause = RootCause()
+        followed = False
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
@@ -209,8 +209,13 @@ class Job:
                 cause.feed(line)
                 if on_line:
                     on_line(line)
-            rc = proc.wait()
+            followed = True
         finally:
+            if not followed:  # its output could not be followed (an error in a reader of it): it ends with the step
+                signal_group(proc.pid, signal.SIGKILL)
+            if container is not None:
+                container.join()  # before the leader is reaped
+            rc = proc.wait()
             self._current = None
             with self.lock:
                 self.processes.discard(proc)
