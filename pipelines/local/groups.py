@@ -80,9 +80,11 @@ def _await(procs: Iterable[subprocess.Popen[str]], deadline: float) -> list[subp
     for proc in procs:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=max(0.1, deadline - time.time()))
-        while group_running(proc.pid) and time.time() < deadline:
+        running = group_running(proc.pid)
+        while running and time.time() < deadline:
             time.sleep(0.02)
-        if proc.returncode is None or group_running(proc.pid):
+            running = group_running(proc.pid)
+        if proc.returncode is None or running:
             left.append(proc)
     return left
 

@@ -3,7 +3,6 @@ rewritten atomically on every change, and read back by later processes (`local l
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -14,6 +13,7 @@ from typing import Any
 
 from pipelines.errors import UserError
 from pipelines.files import write_atomic
+from pipelines.local.groups import signal_group
 
 ENGINE_DIED = "engine stopped unexpectedly (killed, or the machine restarted) while the execution ran"
 
@@ -57,8 +57,7 @@ def reap(directory: Path, record: dict[str, Any]) -> dict[str, Any]:
     if record.get("status") != "Executing" or engine_alive(record.get("engine")):
         return record
     for pgid in record.get("processes", []):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(int(pgid), signal.SIGKILL)
+        signal_group(int(pgid), signal.SIGKILL)
     now = datetime.now(UTC).isoformat()
     failed = None
     for name, step in record["steps"].items():
